@@ -63,7 +63,7 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ["is_open", "sampler", "public_leaderboard"]
     search_fields = ["name", "slug", "description"]
     prepopulated_fields = {"slug": ["name"]}
-    filter_horizontal = ["generators", "criteria"]
+    filter_horizontal = ["generators", "criteria", "allowed_users", "allowed_groups"]
     raw_id_fields = ["prompts"]
 
 

@@ -3,13 +3,14 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import roles
 from .models import Assignment, Study
-from .voting import VoteError, annotator_for_user, tasks_serve, vote_record
+from .voting import VoteError, annotator_for_user, study_open_to, task_images, tasks_serve, vote_record
 
 
 class IsAnnotator(BasePermission):
@@ -17,6 +18,13 @@ class IsAnnotator(BasePermission):
 
     def has_permission(self, request, view):
         return roles.is_annotator(request.user)
+
+
+def _study_for(request, slug: str, **filters) -> Study:
+    study = get_object_or_404(Study, slug=slug, **filters)
+    if not study_open_to(study, request.user):
+        raise PermissionDenied("This study is open to invited annotators only.")
+    return study
 
 
 def task_payload(study: Study, annotator) -> dict:
@@ -27,16 +35,12 @@ def task_payload(study: Study, annotator) -> dict:
         complete = done >= study.quota_per_annotator
         return {"task": None, "progress": progress, "complete": complete,
                 "completion_code": study.completion_code if complete else None}
-    return {"task": assignment_payload(current), "progress": progress, "complete": False,
-            "preload": [img["url"] for a in ahead for img in assignment_payload(a)["images"]]}
+    return {"task": assignment_payload(study, current), "progress": progress, "complete": False,
+            "preload": [img["url"] for a in ahead for img in task_images(study, a)]}
 
 
-def assignment_payload(a: Assignment) -> dict:
-    images = [{"side": "left" if a.output_right_id else "single", "url": a.output_left.image.url,
-               "width": a.output_left.image.width, "height": a.output_left.image.height}]
-    if a.output_right_id:
-        images.append({"side": "right", "url": a.output_right.image.url,
-                       "width": a.output_right.image.width, "height": a.output_right.image.height})
+def assignment_payload(study: Study, a: Assignment) -> dict:
+    images = task_images(study, a)
     return {
         "assignment": str(a.pk),
         "kind": a.kind,
@@ -50,8 +54,10 @@ def assignment_payload(a: Assignment) -> dict:
 
 
 class VoteInputSerializer(serializers.Serializer):
-    assignment = serializers.CharField(help_text="The id of a task served to you.")
-    answer = serializers.CharField(help_text="likert: 1-5; binary: good|bad; pairwise: left|right|tie|bothbad; or skip.")
+    assignment = serializers.CharField(max_length=64, help_text="The id of a task served to you.")
+    answer = serializers.CharField(
+        max_length=20, help_text="likert: 1-5; binary: good|bad; pairwise: left|right|tie|bothbad; or skip."
+    )
 
 
 class NextTaskApi(APIView):
@@ -59,7 +65,7 @@ class NextTaskApi(APIView):
 
     @extend_schema(responses=dict)
     def get(self, request, slug: str):
-        study = get_object_or_404(Study, slug=slug, is_open=True)
+        study = _study_for(request, slug, is_open=True)
         return Response(task_payload(study, annotator_for_user(request.user)))
 
 
@@ -68,13 +74,13 @@ class VoteApi(APIView):
 
     @extend_schema(request=VoteInputSerializer, responses=dict)
     def post(self, request, slug: str):
-        study = get_object_or_404(Study, slug=slug)
+        study = _study_for(request, slug)
         ser = VoteInputSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         annotator = annotator_for_user(request.user)
         try:
             result = vote_record(assignment_id=ser.validated_data["assignment"], annotator=annotator,
-                                 answer=ser.validated_data["answer"])
+                                 answer=ser.validated_data["answer"], study=study)
         except VoteError as exc:
             return Response({"detail": str(exc)}, status=exc.status)
         body = {"recorded": result.created, "skipped": result.skipped, "next": task_payload(study, annotator)}

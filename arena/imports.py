@@ -21,8 +21,10 @@ import PIL.Image
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from .models import Generator, Image, Output, Prompt, Study, Upload, prompt_text_sha256
-from .storage import image_remove, image_store, sha256_hex
+from .models import Generator, Image, Output, Prompt, Rendition, Study, Upload, prompt_text_sha256
+from .quoting import quoted
+from .renditions import rendition_bytes
+from .storage import image_remove, image_store, rendition_remove, rendition_store, sha256_hex
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ OPTIONAL_COLUMNS = ("seed", "category", "questions", "metadata")
 ALLOWED_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_REPORTED_ERRORS = 200
+BATCH = 1000
+DEFAULT_DISPLAY_BOX = (1024, False)  # Study.display_long_side / display_square defaults
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class ImportReport:
     output_ids: list[int] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     line: int
     generator: str
@@ -78,13 +82,12 @@ class _Row:
     metadata: dict
 
 
-@dataclass
+@dataclass(slots=True)
 class _CheckedImage:
     sha256: str
     ext: str
     width: int
     height: int
-    data: bytes
 
 
 # --------------------------------------------------------------------------- sources
@@ -100,6 +103,9 @@ class _Source:
 
     def exists(self, name: str) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def missing_reason(self, name: str) -> str:
+        return f"image file {quoted(name)} is not in the upload"
 
     def close(self) -> None:
         pass
@@ -135,7 +141,23 @@ class _ZipSource(_Source):
         unsafe = [i.filename for i in infos if member_name_unsafe(i.filename)]
         if unsafe:
             errors.append(
-                RowError(None, "archive has entries with absolute paths or '..': " + ", ".join(repr(n) for n in unsafe[:10]))
+                RowError(None, "archive has entries with absolute paths or '..': " + ", ".join(quoted(n) for n in unsafe[:10]))
+            )
+        links = [i.filename for i in infos if (i.external_attr >> 16) & 0o170000 == 0o120000]
+        if links:
+            errors.append(
+                RowError(None, "archive has symbolic links, which are not accepted: " + ", ".join(quoted(n) for n in links[:10]))
+            )
+        seen_names: set[str] = set()
+        doubled = []
+        for i in infos:
+            if i.filename in seen_names and i.filename not in doubled:
+                doubled.append(i.filename)
+            seen_names.add(i.filename)
+        if doubled:
+            errors.append(
+                RowError(None, "archive has more than one entry named " + ", ".join(quoted(n) for n in doubled[:10])
+                         + "; each file may appear once")
             )
         if errors:
             self.zip.close()
@@ -164,11 +186,14 @@ class _ZipSource(_Source):
         with self.zip.open(info) as fh:
             data = fh.read(info.file_size + 1)
         if len(data) > info.file_size:
-            raise ImportRejected([RowError(None, f"archive entry {name!r} unpacks to more than its declared size")])
+            raise ImportRejected([RowError(None, f"archive entry {quoted(name)} unpacks to more than its declared size")])
         self._read_total += len(data)
         if self._read_total > settings.ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES:
             raise ImportRejected([RowError(None, "archive unpacks past ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES")])
         return data
+
+    def open_manifest(self):
+        return self.zip.open(self.files[self.prefix + self.manifest_name])
 
     def close(self) -> None:
         self.zip.close()
@@ -177,13 +202,27 @@ class _ZipSource(_Source):
 class _FolderSource(_Source):
     def __init__(self, path: Path):
         self.root = path.resolve()
+        links = [m for m in MANIFEST_NAMES if (self.root / m).is_symlink()]
+        if links:
+            raise ImportRejected(
+                [RowError(None, f"{links[0]} in {path} is a symbolic link; copy the file itself into the folder")]
+            )
         names = [m for m in MANIFEST_NAMES if (self.root / m).is_file()]
         if not names:
             raise ImportRejected([RowError(None, f"no manifest.jsonl or manifest.csv in {path}")])
         self.manifest_name = names[0]
 
+    def _linked(self, name: str) -> bool:
+        """Whether the path, or a folder on its way, is a symbolic link."""
+        p = self.root
+        for part in PurePosixPath(name).parts:
+            p = p / part
+            if p.is_symlink():
+                return True
+        return False
+
     def _path(self, name: str) -> Path | None:
-        if member_name_unsafe(name):
+        if member_name_unsafe(name) or self._linked(name):
             return None
         p = (self.root / name).resolve()
         return p if p.is_relative_to(self.root) and p.is_file() else None
@@ -191,9 +230,18 @@ class _FolderSource(_Source):
     def exists(self, name: str) -> bool:
         return self._path(name) is not None
 
+    def missing_reason(self, name: str) -> str:
+        if not member_name_unsafe(name) and self._linked(name):
+            return f"image file {quoted(name)} is a symbolic link; copy the file itself into the folder"
+        return super().missing_reason(name)
+
+    def open_manifest(self):
+        return open(self.root / self.manifest_name, "rb")
+
     def read(self, name: str) -> bytes:
         p = self._path(name)
-        assert p is not None
+        if p is None:
+            raise ImportRejected([RowError(None, self.missing_reason(name))])
         size = p.stat().st_size
         if size > settings.ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES:
             raise ImportRejected([RowError(None, f"{name} is {size:,} bytes, over ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES")])
@@ -211,22 +259,37 @@ def _open_source(path: Path) -> _Source:
 # --------------------------------------------------------------------------- manifest
 
 
-def _decode_manifest(name: str, raw: bytes) -> str:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ImportRejected(
-            [RowError(line, f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8")]
-        ) from None
-    if not text.strip():
-        raise ImportRejected([RowError(None, f"{name} is empty: it needs one row per image")])
-    return text
+class _ManifestLines:
+    """The manifest's lines, decoded one at a time (never the whole file in memory)."""
+
+    def __init__(self, name: str, fh):
+        self.name, self.fh = name, fh
+        self.offset = 0
+        self.lineno = 0
+        self.any_text = False
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self.fh:
+            self.lineno += 1
+            if self.lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw, self.offset = raw[3:], 3
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                at = self.offset + exc.start
+                raise ImportRejected(
+                    [RowError(self.lineno, f"{self.name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {at}); save it as UTF-8")]
+                ) from None
+            self.offset += len(raw)
+            if line.strip():
+                self.any_text = True
+            yield line
 
 
-def _manifest_records(name: str, text: str) -> Iterator[tuple[int, dict | RowError]]:
+def _manifest_records(name: str, lines: _ManifestLines) -> Iterator[tuple[int, dict | RowError]]:
     if name.endswith(".jsonl"):
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        for line in lines:
+            lineno = lines.lineno
             if not line.strip():
                 continue
             try:
@@ -239,29 +302,36 @@ def _manifest_records(name: str, text: str) -> Iterator[tuple[int, dict | RowErr
                 continue
             yield lineno, obj
         return
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(lines)
     try:
         header = next(reader)
-    except (StopIteration, csv.Error) as exc:
+    except StopIteration:
+        return
+    except csv.Error as exc:
         yield 1, RowError(1, f"cannot read the CSV header ({exc})")
         return
     header = [h.strip() for h in header]
-    for values in reader:
-        lineno = reader.line_num
-        if not any(v.strip() for v in values):
-            continue
-        if len(values) != len(header):
-            yield lineno, RowError(lineno, f"has {len(values)} fields, the header has {len(header)}")
-            continue
-        yield lineno, dict(zip(header, values))
+    yield 1, {"__header__": header}
+    try:
+        for values in reader:
+            lineno = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                yield lineno, RowError(lineno, f"has {len(values)} fields, the header has {len(header)}")
+                continue
+            yield lineno, dict(zip(header, values))
+    except csv.Error as exc:
+        yield reader.line_num, RowError(reader.line_num, f"is not valid CSV ({exc})")
 
 
 def _check_columns(keys: set[str], where: int | None) -> list[RowError]:
     errors = []
     unknown = sorted(keys - set(ALLOWED_COLUMNS))
     if unknown:
+        shown = ", ".join(k if len(k) <= 40 else k[:40] + "…" for k in unknown[:10]) + (" …" if len(unknown) > 10 else "")
         errors.append(
-            RowError(where, f"unknown column(s) {', '.join(unknown)}; allowed: {', '.join(ALLOWED_COLUMNS)}")
+            RowError(where, f"unknown column(s) {shown}; allowed: {', '.join(ALLOWED_COLUMNS)}")
         )
     missing = [c for c in REQUIRED_COLUMNS if c not in keys]
     if missing:
@@ -293,20 +363,20 @@ def _parse_row(lineno: int, rec: dict, is_csv: bool) -> _Row | list[RowError]:
     image = text("image", 500, True)
     category = text("category", 100, False)
     if image and member_name_unsafe(image):
-        errors.append(RowError(lineno, f"image path {image!r} must be relative, without '..'"))
+        errors.append(RowError(lineno, f"image path {quoted(image)} must be relative, without '..'"))
 
     seed = rec.get("seed")
     if seed in (None, ""):
         seed = None
     elif isinstance(seed, bool):
-        errors.append(RowError(lineno, f"'seed' must be an integer, got {seed!r}"))
+        errors.append(RowError(lineno, f"'seed' must be an integer, got {quoted(seed)}"))
     elif isinstance(seed, int):
         pass
     else:
         try:
             seed = int(str(seed).strip())
         except ValueError:
-            errors.append(RowError(lineno, f"'seed' must be an integer, got {seed!r}"))
+            errors.append(RowError(lineno, f"'seed' must be an integer, got {quoted(seed)}"))
             seed = None
     if isinstance(seed, int) and not -(2**63) <= seed < 2**63:
         errors.append(RowError(lineno, "'seed' is out of the 64-bit integer range"))
@@ -337,6 +407,12 @@ def _parse_row(lineno: int, rec: dict, is_csv: bool) -> _Row | list[RowError]:
     if not isinstance(metadata, dict):
         errors.append(RowError(lineno, "'metadata' must be a JSON object"))
         metadata = {}
+    elif metadata:
+        size = len(json.dumps(metadata, ensure_ascii=False).encode())
+        cap = settings.ARENA_MAX_METADATA_BYTES
+        if size > cap:
+            errors.append(RowError(lineno, f"'metadata' is {size:,} bytes as JSON, over the limit of {cap:,} (ARENA_MAX_METADATA_BYTES)"))
+            metadata = {}
 
     if errors:
         return errors
@@ -347,6 +423,7 @@ def _parse_row(lineno: int, rec: dict, is_csv: bool) -> _Row | list[RowError]:
 
 
 def image_check(name: str, data: bytes) -> _CheckedImage | str:
+    name = quoted(name)[1:-1] if len(name) > 100 else name
     if not data:
         return f"{name} is an empty file"
     max_pixels = settings.ARENA_MAX_IMAGE_PIXELS
@@ -361,6 +438,9 @@ def image_check(name: str, data: bytes) -> _CheckedImage | str:
                     f"{name} is {width}×{height} = {width * height:,} pixels, over the limit of "
                     f"{max_pixels:,} (ARENA_MAX_IMAGE_PIXELS); refused as a possible decompression bomb"
                 )
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                return f"{name} is animated ({frames} frames); upload a still image"
             im.load()  # decode every pixel: truncated or corrupt data fails here
     except PIL.Image.DecompressionBombError as exc:
         # Pillow refuses far larger canvases before we see their size; report them the same way.
@@ -374,7 +454,7 @@ def image_check(name: str, data: bytes) -> _CheckedImage | str:
         return f"{name} is not an image (Pillow cannot identify it)"
     except (OSError, SyntaxError, ValueError) as exc:
         return f"{name} is truncated or corrupt ({exc})"
-    return _CheckedImage(sha256_hex(data), PIL_FORMATS[fmt], width, height, data)
+    return _CheckedImage(sha256_hex(data), PIL_FORMATS[fmt], width, height)
 
 
 # --------------------------------------------------------------------------- service
@@ -398,42 +478,53 @@ def outputs_import(
     source = _open_source(path)
     try:
         rows, images = _check_everything(source, study=study, progress=progress)
+        return _store(source=source, rows=rows, images=images, study=study, upload=upload)
     finally:
         source.close()
-    return _store(rows=rows, images=images, study=study, upload=upload)
 
 
 def _check_everything(
     source: _Source, *, study: Study | None, progress: ProgressFn | None
 ) -> tuple[list[_Row], dict[str, _CheckedImage]]:
     name = source.manifest_name
-    text = _decode_manifest(name, source.read(name))
     is_csv = name.endswith(".csv")
+    max_rows = settings.ARENA_UPLOAD_MAX_ROWS
     errors: list[RowError] = []
     rows: list[_Row] = []
-    records = list(_manifest_records(name, text))
-    if is_csv:
-        header = next(csv.reader(io.StringIO(text)))
-        errors += _check_columns({h.strip() for h in header}, 1)
-        if errors:
-            raise ImportRejected(errors)
-    if not records:
-        raise ImportRejected([RowError(None, f"{name} has a header but no rows")])
-    for lineno, rec in records:
-        if isinstance(rec, RowError):
-            errors.append(rec)
-            continue
-        if not is_csv:
-            col_errors = _check_columns(set(rec), lineno)
-            if col_errors:
-                errors += col_errors
+    total = 0
+    with source.open_manifest() as fh:
+        lines = _ManifestLines(name, fh)
+        for lineno, rec in _manifest_records(name, lines):
+            if isinstance(rec, dict) and "__header__" in rec:
+                errors += _check_columns(set(rec["__header__"]), 1)
+                if errors:
+                    raise ImportRejected(errors)
                 continue
-        parsed = _parse_row(lineno, rec, is_csv)
-        if isinstance(parsed, list):
-            errors += parsed
-        else:
-            rows.append(parsed)
-    total = len(records)
+            total += 1
+            if total > max_rows:
+                raise ImportRejected(
+                    [RowError(lineno, f"the manifest has more than {max_rows:,} rows (ARENA_UPLOAD_MAX_ROWS); split it into several uploads")],
+                    rows_total=total,
+                )
+            if isinstance(rec, RowError):
+                errors.append(rec)
+                continue
+            if not is_csv:
+                col_errors = _check_columns(set(rec), lineno)
+                if col_errors:
+                    errors += col_errors
+                    continue
+            parsed = _parse_row(lineno, rec, is_csv)
+            if isinstance(parsed, list):
+                errors += parsed
+            else:
+                rows.append(parsed)
+            if len(errors) >= MAX_REPORTED_ERRORS:
+                raise ImportRejected(errors, rows_total=total)
+        if not lines.any_text:
+            raise ImportRejected([RowError(None, f"{name} is empty: it needs one row per image")])
+    if not total:
+        raise ImportRejected([RowError(None, f"{name} has a header but no rows")])
 
     seen_image: dict[tuple, int] = {}
     seen_seed: dict[tuple, tuple[int, str]] = {}
@@ -455,28 +546,30 @@ def _check_everything(
         else:
             prompt_attrs[row.prompt] = (row.line, row.category, row.questions)
         if not source.exists(row.image):
-            errors.append(RowError(row.line, f"image file {row.image!r} is not in the upload"))
+            errors.append(RowError(row.line, source.missing_reason(row.image)))
+    del seen_image, seen_seed
 
     if study is not None and not study.allow_new_generators:
         allowed = set(study.generators.values_list("name", flat=True))
         for row in rows:
             if row.generator not in allowed:
                 errors.append(
-                    RowError(row.line, f"generator {row.generator!r} is not in study {study.slug!r}, which does not allow new generators")
+                    RowError(row.line, f"generator {quoted(row.generator)} is not in study {study.slug!r}, which does not allow new generators")
                 )
 
     # Existing prompts must agree on category.
-    prompt_shas = {prompt_text_sha256(p): p for p in prompt_attrs}
-    for existing in Prompt.objects.filter(text_sha256__in=list(prompt_shas)):
-        first_line, cat, _qs = prompt_attrs[existing.text]
-        if cat and existing.category and cat != existing.category:
-            errors.append(
-                RowError(first_line, f"prompt is already stored with category {existing.category!r}, not {cat!r}")
-            )
+    shas = {prompt_text_sha256(p): p for p in prompt_attrs}
+    sha_list = list(shas)
+    for i in range(0, len(sha_list), BATCH):
+        for text, category in Prompt.objects.filter(text_sha256__in=sha_list[i : i + BATCH]).values_list("text", "category"):
+            first_line, cat, _qs = prompt_attrs[text]
+            if cat and category and cat != category:
+                errors.append(RowError(first_line, f"prompt is already stored with category {category!r}, not {cat!r}"))
 
     if errors:
         raise ImportRejected(errors, rows_total=total)
 
+    # Every image decoded in full; only its hash and size are kept.
     images: dict[str, _CheckedImage] = {}
     done = 0
     for row in rows:
@@ -496,23 +589,67 @@ def _check_everything(
     return rows, images
 
 
-def _store(*, rows: list[_Row], images: dict[str, _CheckedImage], study: Study | None, upload: Upload | None) -> ImportReport:
+def display_boxes(study: Study | None) -> set[tuple[int, bool]]:
+    """The rendition boxes an import makes: the default one, and its study's."""
+    boxes = {DEFAULT_DISPLAY_BOX}
+    if study is not None:
+        boxes.add((study.display_long_side, study.display_square))
+    return boxes
+
+
+def _chunks(seq: list, size: int = BATCH):
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+def _store(
+    *, source: _Source, rows: list[_Row], images: dict[str, _CheckedImage], study: Study | None, upload: Upload | None
+) -> ImportReport:
     report = ImportReport(rows_total=len(rows))
     written: list[tuple[str, str]] = []
+    written_renditions: list[str] = []
     try:
         with transaction.atomic():
-            # Images, once per hash.
-            by_sha = {c.sha256: c for c in images.values()}
-            existing_images = set(Image.objects.filter(sha256__in=list(by_sha)).values_list("sha256", flat=True))
-            new_images = [c for sha, c in by_sha.items() if sha not in existing_images]
-            for c in new_images:
-                if image_store(data=c.data, sha256=c.sha256, ext=c.ext):
-                    written.append((c.sha256, c.ext))
-            Image.objects.bulk_create(
-                [Image(sha256=c.sha256, format=c.ext, width=c.width, height=c.height, size_bytes=len(c.data)) for c in new_images],
-                ignore_conflicts=True,
-            )
-            report.images_stored = len(new_images)
+            # Originals, once per hash, and their display renditions.
+            name_of = {}
+            for name, c in images.items():
+                name_of.setdefault(c.sha256, (name, c))
+            shas = list(name_of)
+            existing_images: set[str] = set()
+            for chunk in _chunks(shas):
+                existing_images.update(Image.objects.filter(sha256__in=chunk).values_list("sha256", flat=True))
+            boxes = sorted(display_boxes(study))
+            have: set[tuple[str, int, bool]] = set()
+            for chunk in _chunks(shas):
+                have.update(
+                    Rendition.objects.filter(source_id__in=chunk).values_list("source_id", "long_side", "square")
+                )
+            new_images, new_renditions = [], []
+            for sha, (name, c) in name_of.items():
+                missing = [b for b in boxes if (sha, *b) not in have]
+                if sha in existing_images and not missing:
+                    continue
+                data = source.read(name)
+                if sha not in existing_images:
+                    if image_store(data=data, sha256=sha, ext=c.ext):
+                        written.append((sha, c.ext))
+                    new_images.append(Image(sha256=sha, format=c.ext, width=c.width, height=c.height, size_bytes=len(data)))
+                for long_side, square in missing:
+                    encoded, w, h = rendition_bytes(data, long_side=long_side, square=square)
+                    rsha = sha256_hex(encoded)
+                    if rendition_store(data=encoded, sha256=rsha):
+                        written_renditions.append(rsha)
+                    new_renditions.append(
+                        Rendition(source_id=sha, long_side=long_side, square=square, sha256=rsha, width=w, height=h, size_bytes=len(encoded))
+                    )
+                if len(new_images) >= BATCH:
+                    Image.objects.bulk_create(new_images, ignore_conflicts=True)
+                    report.images_stored += len(new_images)
+                    new_images = []
+            Image.objects.bulk_create(new_images, ignore_conflicts=True)
+            report.images_stored += len(new_images)
+            Rendition.objects.bulk_create(new_renditions, batch_size=BATCH, ignore_conflicts=True)
+            del new_renditions
 
             names = sorted({r.generator for r in rows})
             gens = {g.name: g for g in Generator.objects.filter(name__in=names)}
@@ -522,59 +659,90 @@ def _store(*, rows: list[_Row], images: dict[str, _CheckedImage], study: Study |
                     if created:
                         report.generators_created.append(n)
 
-            prompts: dict[str, Prompt] = {}
-            for r in rows:
-                if r.prompt in prompts:
-                    p = prompts[r.prompt]
-                else:
-                    p, created = Prompt.objects.get_or_create(
-                        text_sha256=prompt_text_sha256(r.prompt), defaults={"text": r.prompt, "category": r.category, "questions": r.questions}
-                    )
-                    report.prompts_created += int(created)
-                    prompts[r.prompt] = p
-                changed = []
-                if r.category and not p.category:
-                    p.category = r.category
-                    changed.append("category")
-                if r.questions and not p.questions:
-                    p.questions = r.questions
-                    changed.append("questions")
-                if changed:
-                    p.save(update_fields=changed)
+            prompts = _store_prompts(rows, report)
 
-            for r in rows:
-                sha = images[r.image].sha256
-                out, created = Output.objects.get_or_create(
-                    generator=gens[r.generator],
-                    prompt=prompts[r.prompt],
-                    image_id=sha,
-                    defaults={"seed": r.seed, "metadata": r.metadata, "upload": upload},
+            # Outputs: what exists already is counted, the rest inserted in batches.
+            existing_outputs: set[tuple[int, int, str]] = set()
+            prompt_ids = sorted({p.pk for p in prompts.values()})
+            for chunk in _chunks(prompt_ids):
+                existing_outputs.update(
+                    Output.objects.filter(prompt_id__in=chunk).values_list("generator_id", "prompt_id", "image_id")
                 )
-                if created:
-                    report.rows_imported += 1
-                    report.output_ids.append(out.pk)
-                else:
+            batch: list[Output] = []
+            for r in rows:
+                key = (gens[r.generator].pk, prompts[r.prompt].pk, images[r.image].sha256)
+                if key in existing_outputs:
                     report.rows_existing += 1
+                    continue
+                existing_outputs.add(key)
+                batch.append(Output(generator_id=key[0], prompt_id=key[1], image_id=key[2], seed=r.seed, metadata=r.metadata, upload=upload))
+                if len(batch) >= BATCH:
+                    report.output_ids += [o.pk for o in Output.objects.bulk_create(batch)]
+                    batch = []
+            if batch:
+                report.output_ids += [o.pk for o in Output.objects.bulk_create(batch)]
+            report.rows_imported = len(report.output_ids)
 
             if study is not None:
                 study.generators.add(*gens.values())
                 if not study.categories:
-                    study.prompts.add(*prompts.values())
+                    for chunk in _chunks(prompt_ids):
+                        study.prompts.add(*chunk)
     except IntegrityError as exc:
-        _remove_orphans(written)
+        _remove_orphans(written, written_renditions)
         msg = str(exc).splitlines()[0]
-        raise ImportRejected([RowError(None, f"conflicts with outputs already stored ({msg})")]) from None
+        raise ImportRejected([RowError(None, f"conflicts with outputs already stored ({msg[:200]})")]) from None
     except BaseException:
-        _remove_orphans(written)
+        _remove_orphans(written, written_renditions)
         raise
     return report
 
 
-def _remove_orphans(written: list[tuple[str, str]]) -> None:
-    """After a rollback, delete files this import wrote that no stored image row refers to."""
-    if not written:
-        return
-    kept = set(Image.objects.filter(sha256__in=[s for s, _ in written]).values_list("sha256", flat=True))
-    for sha, ext in written:
-        if sha not in kept:
-            image_remove(sha256=sha, ext=ext)
+def _store_prompts(rows: list[_Row], report: ImportReport) -> dict[str, Prompt]:
+    first: dict[str, _Row] = {}
+    for r in rows:
+        first.setdefault(r.prompt, r)
+    by_sha = {prompt_text_sha256(text): text for text in first}
+    prompts: dict[str, Prompt] = {}
+    for chunk in _chunks(list(by_sha)):
+        for p in Prompt.objects.filter(text_sha256__in=chunk):
+            prompts[p.text] = p
+    new = [
+        Prompt(text=text, text_sha256=sha, category=first[text].category, questions=first[text].questions)
+        for sha, text in by_sha.items()
+        if text not in prompts
+    ]
+    for p in Prompt.objects.bulk_create(new, batch_size=BATCH):
+        prompts[p.text] = p
+    report.prompts_created = len(new)
+    if len(new) and new[0].pk is None:  # a backend that returns no ids: read them back
+        for chunk in _chunks(list(by_sha)):
+            for p in Prompt.objects.filter(text_sha256__in=chunk):
+                prompts[p.text] = p
+    # Existing prompts gain a category or questions they did not have yet.
+    for text, p in prompts.items():
+        r = first[text]
+        changed = []
+        if r.category and not p.category:
+            p.category = r.category
+            changed.append("category")
+        if r.questions and not p.questions:
+            p.questions = r.questions
+            changed.append("questions")
+        if changed:
+            p.save(update_fields=changed)
+    return prompts
+
+
+def _remove_orphans(written: list[tuple[str, str]], renditions: list[str] = ()) -> None:
+    """After a rollback, delete files this import wrote that no stored row refers to."""
+    if written:
+        kept = set(Image.objects.filter(sha256__in=[s for s, _ in written]).values_list("sha256", flat=True))
+        for sha, ext in written:
+            if sha not in kept:
+                image_remove(sha256=sha, ext=ext)
+    if renditions:
+        kept = set(Rendition.objects.filter(sha256__in=list(renditions)).values_list("sha256", flat=True))
+        for sha in renditions:
+            if sha not in kept:
+                rendition_remove(sha256=sha)

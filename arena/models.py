@@ -86,6 +86,43 @@ def image_relative_path(sha256: str, ext: str) -> str:
     return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
 
 
+def rendition_relative_path(sha256: str) -> str:
+    return f"display/{sha256[:2]}/{sha256[2:4]}/{sha256}.{RENDITION_EXT}"
+
+
+RENDITION_EXT = "webp"
+
+
+class Rendition(models.Model):
+    """What annotators see of an image: its pixels only, fitted into a study's box, in one format.
+
+    Decoded, turned upright, converted to sRGB, scaled so the long side is exactly `long_side`
+    (optionally padded to a square), and written as lossless WebP with no metadata of any kind.
+    Stored and served under its own sha256; the original stays for staff and exports.
+    """
+
+    source = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="renditions")
+    long_side = models.PositiveIntegerField()
+    square = models.BooleanField(default=False)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size_bytes = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "long_side", "square"], name="rendition_once_per_box"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]}.{RENDITION_EXT} ({self.width}×{self.height})"
+
+    @property
+    def url(self) -> str:
+        return settings.MEDIA_URL + rendition_relative_path(self.sha256)
+
+
 class Output(models.Model):
     """One generated image: a generator's answer to a prompt."""
 
@@ -234,6 +271,22 @@ class Study(models.Model):
     public_leaderboard = models.BooleanField(default=False)
     both_bad_as_tie = models.BooleanField(default=True, help_text="Count 'both bad' as a tie in ratings.")
     sampler = models.CharField(max_length=10, choices=Sampler.choices, default=Sampler.UNIFORM)
+    display_long_side = models.PositiveIntegerField(
+        default=1024,
+        help_text="Every image is shown scaled so its long side is exactly this many pixels (aspect ratio kept), "
+        "so resolution cannot single out a generator.",
+    )
+    display_square = models.BooleanField(
+        default=False,
+        help_text="Also pad every image to a square of that size, so aspect ratio cannot single out a generator either.",
+    )
+    allowed_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+",
+        help_text="Limit voting to these accounts (and the groups below). Empty: every annotator, and crowd links.",
+    )
+    allowed_groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="+", help_text="Limit voting to members of these groups.",
+    )
     gold_rate = models.FloatField(default=0.0, help_text="Share of tasks that are gold (known-answer) tasks.")
     completion_code = models.CharField(max_length=40, default=_completion_code)
     prolific_completion_url = models.URLField(blank=True)
@@ -244,6 +297,9 @@ class Study(models.Model):
         verbose_name_plural = "studies"
         constraints = [
             models.CheckConstraint(condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="study_gold_rate_range"),
+            models.CheckConstraint(
+                condition=Q(display_long_side__gte=64) & Q(display_long_side__lte=4096), name="study_display_long_side_range"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -281,6 +337,10 @@ class Annotator(models.Model):
     excluded = models.BooleanField(default=False, db_index=True)
     excluded_reason = models.CharField(max_length=300, blank=True)
     excluded_at = models.DateTimeField(null=True, blank=True)
+    created_from = models.CharField(
+        max_length=64, blank=True, db_index=True, editable=False,
+        help_text="Keyed hash of the client address that created this crowd annotator (for rate limits).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -334,7 +394,7 @@ class Assignment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["annotator", "item_key"], name="assignment_no_repeat"),
+            models.UniqueConstraint(fields=["annotator", "study", "item_key"], name="assignment_no_repeat_in_study"),
             models.CheckConstraint(
                 condition=Q(kind="pairwise", output_right__isnull=False) | (~Q(kind="pairwise") & Q(output_right__isnull=True)),
                 name="assignment_pairwise_has_two_outputs",
@@ -422,3 +482,17 @@ class Flag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} flag on output {self.output_id}"
+
+
+class AuthFailure(models.Model):
+    """A failed sign-in (login form or API token), kept briefly to throttle password guessing."""
+
+    scope = models.CharField(max_length=20)
+    key = models.CharField(max_length=64, help_text="Keyed hash of the user name or of the client address.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["scope", "key", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.scope} failure at {self.created_at:%Y-%m-%d %H:%M}"

@@ -13,16 +13,20 @@ _GROUPS: dict[int, tuple[float, frozenset[str]]] = {}
 GROUP_CACHE_SECONDS = 30.0
 
 
-def _in_group(user: User | AnonymousUser, name: str) -> bool:
-    """Group membership, remembered per process for a few seconds (a change applies within 30 s)."""
+def user_groups(user: User | AnonymousUser) -> frozenset[str]:
+    """Group names, remembered per process for a few seconds (a change applies within 30 s)."""
     if not user.is_authenticated:
-        return False
+        return frozenset()
     now = time.monotonic()
     hit = _GROUPS.get(user.pk)
     if hit is None or now - hit[0] >= GROUP_CACHE_SECONDS:
         hit = (now, frozenset(user.groups.values_list("name", flat=True)))
         _GROUPS[user.pk] = hit
-    return name in hit[1]
+    return hit[1]
+
+
+def _in_group(user: User | AnonymousUser, name: str) -> bool:
+    return name in user_groups(user)
 
 
 def roles_cache_clear() -> None:

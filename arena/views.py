@@ -14,11 +14,14 @@ from . import roles
 from .imports import ImportRejected
 from .models import Study, Upload
 from .services import UploadTooLarge, upload_create
+from .voting import study_open_to
 
 
 def home(request):
     user = request.user
-    studies = Study.objects.filter(is_open=True).order_by("name") if roles.is_annotator(user) else []
+    studies = []
+    if roles.is_annotator(user):
+        studies = [s for s in Study.objects.filter(is_open=True).order_by("name") if study_open_to(s, user)]
     return render(
         request,
         "arena/home.html",
@@ -63,18 +66,29 @@ def upload_detail(request, pk: int):
     return render(request, template, {"upload": upload})
 
 
-_MEDIA_RE = re.compile(r"^images/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg|webp)$")
+_ORIGINAL_RE = re.compile(r"^images/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg|webp)$")
+_RENDITION_RE = re.compile(r"^display/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.webp$")
 
 
 def media_file(request, path: str):
-    """Serve a content-addressed image. Its bytes never change, so it may be cached forever."""
-    if not _MEDIA_RE.match(path):
+    """Serve a content-addressed image. Its bytes never change, so it may be cached forever.
+
+    Display renditions (pixels only) are public; originals, whose bytes may carry metadata
+    naming their generator, are for researchers and staff only.
+    """
+    if _RENDITION_RE.match(path):
+        cache = "public, max-age=31536000, immutable"
+    elif _ORIGINAL_RE.match(path):
+        if not roles.is_researcher(request.user):
+            raise Http404("no such image")
+        cache = "private, max-age=31536000, immutable"
+    else:
         raise Http404("no such image")
     full = settings.MEDIA_ROOT / path
     if not full.is_file():
         raise Http404("no such image")
     response = FileResponse(open(full, "rb"), content_type=mimetypes.guess_type(full.name)[0])
-    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["Cache-Control"] = cache
     return response
 
 

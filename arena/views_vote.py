@@ -10,12 +10,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import roles
+from .accounts import client_address, keyed_hash
 from .models import Annotator, Study, Vote
 from .voting import (
     VoteError,
     annotator_for_crowd,
     annotator_for_user,
     flag_record,
+    study_open_to,
+    task_images,
     tasks_serve,
     vote_record,
 )
@@ -30,17 +33,24 @@ def request_annotator(request, study: Study, *, allow_create: bool = False) -> A
     if user.is_authenticated:
         if not roles.is_annotator(user):
             raise PermissionDenied("Your account is not in the annotator group.")
+        if not study_open_to(study, user):
+            raise PermissionDenied("This study is open to invited annotators only.")
         return annotator_for_user(user)
     key = SESSION_CROWD.format(study.pk)
+    pid = (request.GET.get("PROLIFIC_PID") or "").strip()
     pk = request.session.get(key)
     if pk:
         annotator = Annotator.objects.filter(pk=pk, study=study).first()
-        if annotator is not None:
+        # The browser that started a participant resumes it; a different id in the link is someone else.
+        if annotator is not None and (not pid or pid == annotator.external_id):
             return annotator
-    pid = request.GET.get("PROLIFIC_PID")
     if allow_create and pid:
         annotator = annotator_for_crowd(
-            study=study, participant_id=pid, study_id=request.GET.get("STUDY_ID", ""), session_id=request.GET.get("SESSION_ID", "")
+            study=study,
+            participant_id=pid,
+            study_id=request.GET.get("STUDY_ID", ""),
+            session_id=request.GET.get("SESSION_ID", ""),
+            client_key=keyed_hash("addr:" + client_address(request)),
         )
         request.session.cycle_key()
         request.session[key] = annotator.pk
@@ -58,6 +68,8 @@ def _task_context(study: Study, annotator: Annotator, *, revealed: Vote | None =
     return {
         "study": study,
         "task": current,
+        "images": task_images(study, current) if current else [],
+        "preload": [img["url"] for a in ahead for img in task_images(study, a)],
         "prompt": current.output_left.prompt if current else None,
         "question": current.criterion.question(current.kind) if current else "",
         "ahead": ahead,
@@ -75,7 +87,7 @@ def vote_page(request, slug: str):
     try:
         annotator = request_annotator(request, study, allow_create=True)
     except VoteError as exc:
-        return render(request, "arena/vote_error.html", {"study": study, "message": str(exc)}, status=400)
+        return render(request, "arena/vote_error.html", {"study": study, "message": str(exc)}, status=exc.status)
     if annotator is None:
         return redirect_to_login(request.get_full_path())
     if not study.is_open:
@@ -104,7 +116,8 @@ def vote_answer(request, slug: str):
         return _not_signed_in()
     try:
         result = vote_record(
-            assignment_id=request.POST.get("assignment", ""), annotator=annotator, answer=request.POST.get("answer", "")
+            assignment_id=request.POST.get("assignment", ""), annotator=annotator, answer=request.POST.get("answer", ""),
+            study=study,
         )
     except VoteError as exc:
         # The refusal is shown above the task that takes its place (the whole page without htmx).
@@ -130,6 +143,7 @@ def vote_flag(request, slug: str):
             side=request.POST.get("side", "left"),
             reason=request.POST.get("reason", ""),
             note=request.POST.get("note", ""),
+            study=study,
         )
     except VoteError as exc:
         return HttpResponse(str(exc), status=exc.status, content_type="text/plain; charset=utf-8")

@@ -22,8 +22,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from . import sampling
-from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Study, Vote, VoteKind
+from . import roles, sampling
+from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind
+from .quoting import quoted
 
 _coin = secrets.SystemRandom()
 
@@ -60,6 +61,10 @@ class StudyIndex:
     pair_prompts: dict[tuple[int, int], list[int]] = field(default_factory=dict)
     eligible: np.ndarray | None = None
     criteria: list = field(default_factory=list)
+    # output id -> (display rendition url, width, height); outputs without one are not served
+    display: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+    allowed_users: frozenset[int] = frozenset()
+    allowed_groups: frozenset[str] = frozenset()
     built_at: float = 0.0
 
 
@@ -76,14 +81,49 @@ def study_outputs(study: Study):
     return qs
 
 
+RENDER_INLINE_MAX = 16  # a study missing more renditions than this gets them from a task
+
+
+def _study_display(study: Study, outputs) -> dict[str, tuple[str, int, int]]:
+    """image sha256 -> its rendition for the study's box (made here when only a few are missing)."""
+    from .renditions import rendition_make, study_images_missing_renditions
+
+    missing = list(study_images_missing_renditions(study, outputs)[: RENDER_INLINE_MAX + 1])
+    if len(missing) > RENDER_INLINE_MAX:
+        from .tasks import study_renditions_task
+
+        try:
+            transaction.on_commit(lambda: study_renditions_task.delay(study.pk))
+        except Exception:  # the broker is down: the next index build asks again
+            pass
+    else:
+        for image in missing:
+            try:
+                rendition_make(image=image, long_side=study.display_long_side, square=study.display_square)
+            except FileNotFoundError:
+                pass
+    rows = Rendition.objects.filter(
+        long_side=study.display_long_side, square=study.display_square, source_id__in=outputs.values("image_id")
+    ).values_list("source_id", "sha256", "width", "height")
+    return {src: (Rendition(sha256=sha).url, w, h) for src, sha, w, h in rows}
+
+
 def study_index(study: Study) -> StudyIndex:
-    key = (study.pk, study.created_at)
+    key = (study.pk, study.created_at, study.display_long_side, study.display_square)
     idx = _INDEX.get(key)
     if idx is not None and time.monotonic() - idx.built_at < INDEX_TTL_SECONDS:
         return idx
     idx = StudyIndex(built_at=time.monotonic())
     idx.criteria = list(study.criteria.all())
-    rows = list(study_outputs(study).values_list("id", "generator_id", "prompt_id"))
+    idx.allowed_users = frozenset(study.allowed_users.values_list("id", flat=True))
+    idx.allowed_groups = frozenset(study.allowed_groups.values_list("name", flat=True))
+    outputs = study_outputs(study)
+    by_image = _study_display(study, outputs)
+    rows = []
+    for oid, gid, pid, sha in outputs.values_list("id", "generator_id", "prompt_id", "image_id"):
+        if sha in by_image:  # only what can be shown blind is served
+            idx.display[oid] = by_image[sha]
+            rows.append((oid, gid, pid))
     for oid, gid, pid in rows:
         idx.output_generator[oid] = gid
         idx.by_gen_prompt.setdefault((gid, pid), []).append(oid)
@@ -128,17 +168,61 @@ def annotator_for_user(user) -> Annotator:
     return annotator
 
 
-def annotator_for_crowd(*, study: Study, participant_id: str, study_id: str = "", session_id: str = "") -> Annotator:
-    """A pseudonymous annotator bound to an external (Prolific) participant id."""
+def study_restricted(study: Study) -> bool:
+    idx = study_index(study)
+    return bool(idx.allowed_users or idx.allowed_groups)
+
+
+def study_open_to(study: Study, user) -> bool:
+    """Whether this account may vote in the study (every annotator, unless it names who may)."""
+    idx = study_index(study)
+    if not (idx.allowed_users or idx.allowed_groups) or roles.is_admin(user):
+        return True
+    return user.pk in idx.allowed_users or bool(idx.allowed_groups & roles.user_groups(user))
+
+
+def annotator_for_crowd(
+    *, study: Study, participant_id: str, study_id: str = "", session_id: str = "", client_key: str = ""
+) -> Annotator:
+    """A pseudonymous annotator bound to an external (Prolific) participant id.
+
+    A participant who already started is resumed only with the same Prolific SESSION_ID
+    (the browser session that started it is checked by the caller); a participant id alone
+    proves nothing. New participants are limited per client address.
+    """
     participant_id = participant_id.strip()
+    session_id = session_id.strip()[:100]
     if not participant_id or len(participant_id) > 100 or not participant_id.isprintable():
-        raise VoteError("PROLIFIC_PID must be a non-empty id of at most 100 characters")
-    annotator, _ = Annotator.objects.get_or_create(
-        study=study,
-        external_id=participant_id,
-        defaults={"external_study_id": study_id[:100], "external_session_id": session_id[:100]},
+        raise VoteError("PROLIFIC_PID must be a non-empty id of at most 100 printable characters")
+    if study_restricted(study):
+        raise VoteError("This study is open to invited annotators only.", status=403)
+    existing = Annotator.objects.filter(study=study, external_id=participant_id).first()
+    if existing is None:
+        limit = settings.ARENA_CROWD_SIGNUPS_PER_HOUR
+        if limit and client_key:
+            recent = Annotator.objects.filter(
+                created_from=client_key, created_at__gte=timezone.now() - timedelta(hours=1)
+            ).count()
+            if recent >= limit:
+                raise VoteError(
+                    "Too many new participants have started from your network in the last hour. Please try again later.",
+                    status=429,
+                )
+        try:
+            with transaction.atomic():
+                return Annotator.objects.create(
+                    study=study, external_id=participant_id, external_study_id=study_id.strip()[:100],
+                    external_session_id=session_id, created_from=client_key,
+                )
+        except IntegrityError:
+            existing = Annotator.objects.get(study=study, external_id=participant_id)
+    if session_id and existing.external_session_id and secrets.compare_digest(session_id, existing.external_session_id):
+        return existing
+    raise VoteError(
+        "This participant has already started the study in another browser. Please continue in the browser "
+        "where you started, or open the study again from your Prolific dashboard.",
+        status=403,
     )
-    return annotator
 
 
 def annotator_done_count(*, study: Study, annotator: Annotator) -> int:
@@ -175,13 +259,21 @@ def tasks_serve(*, study: Study, annotator: Annotator, ahead: int = 1) -> Served
     if remaining <= 0 or not study.is_open:
         return ServedTasks(None, [], done)
     pending = list(_outstanding(study, annotator).select_related(*_TASK_RELATED)[: 1 + ahead])
-    want = min(1 + ahead, remaining)
     created = []
-    while len(pending) + len(created) < want:
-        new = _assignment_create(study=study, annotator=annotator)
-        if new is None:
-            break
-        created.append(new.pk)
+    if len(pending) < min(1 + ahead, remaining):
+        # However many requests race, the annotator never holds more unanswered tasks than
+        # the quota leaves: reservations for one annotator are made one request at a time.
+        with transaction.atomic():
+            Annotator.objects.select_for_update().filter(pk=annotator.pk).values_list("pk", flat=True).first()
+            done = annotator_done_count(study=study, annotator=annotator)
+            room = study.quota_per_annotator - done - _outstanding(study, annotator).count()
+            pending = list(_outstanding(study, annotator).select_related(*_TASK_RELATED)[: 1 + ahead])
+            want = min(1 + ahead - len(pending), room)
+            while len(created) < want:
+                new = _assignment_create(study=study, annotator=annotator)
+                if new is None:
+                    break
+                created.append(new.pk)
     if created:
         fetched = {a.pk: a for a in Assignment.objects.filter(pk__in=created).select_related(*_TASK_RELATED)}
         pending += [fetched[pk] for pk in created]
@@ -195,23 +287,54 @@ def task_next(*, study: Study, annotator: Annotator, ahead: int = 1) -> tuple[As
     return served.current, served.ahead
 
 
+def task_images(study: Study, a: Assignment) -> list[dict]:
+    """What the annotator's page shows of a task: rendition URLs and sizes, never the originals."""
+    idx = study_index(study)
+    out = []
+    for side, oid in (("left" if a.output_right_id else "single", a.output_left_id), ("right", a.output_right_id)):
+        if oid is None:
+            continue
+        shown = idx.display.get(oid)
+        if shown is None:  # the box changed after the task was served
+            from .renditions import rendition_make
+
+            image = Output.objects.select_related("image").get(pk=oid).image
+            r = rendition_make(image=image, long_side=study.display_long_side, square=study.display_square)
+            shown = (r.url, r.width, r.height)
+        out.append({"side": side, "url": shown[0], "width": shown[1], "height": shown[2]})
+    return out
+
+
+def _revealed_outputs(study: Study, annotator: Annotator) -> set[int]:
+    """Outputs whose generator this annotator was shown (reveal after vote): never served to them again."""
+    if not study.reveal_after_vote:
+        return set()
+    seen: set[int] = set()
+    for left, right in Vote.objects.filter(study=study, annotator=annotator).values_list("output_left_id", "output_right_id"):
+        seen.add(left)
+        if right is not None:
+            seen.add(right)
+    return seen
+
+
 def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8) -> Assignment | None:
     kinds = [k for k in study.vote_kinds if k in VoteKind.values]
     criteria = study_index(study).criteria
     if not kinds or not criteria:
         return None
     rng = random.Random(secrets.randbits(64))
+    hidden = _revealed_outputs(study, annotator)
     for _ in range(attempts):
         if study.gold_rate > 0 and rng.random() < study.gold_rate:
-            a = _gold_assignment(study=study, annotator=annotator, rng=rng)
+            a = _gold_assignment(study=study, annotator=annotator, rng=rng, hidden=hidden)
             if a is not None:
                 return a
         kind = rng.choice(kinds)
         criterion = rng.choice(criteria)
         if kind == VoteKind.PAIRWISE:
-            choice = _pick_pairwise(study=study, annotator=annotator, criterion=criterion, rng=rng)
+            choice = _pick_pairwise(study=study, annotator=annotator, criterion=criterion, rng=rng, hidden=hidden)
         else:
-            choice = _pick_single(study=study, annotator=annotator, criterion=criterion, kind=kind, rng=rng)
+            choice = _pick_single(study=study, annotator=annotator, criterion=criterion, kind=kind, rng=rng, hidden=hidden)
         if choice is None:
             # Nothing of this kind/criterion left for this annotator; try another draw,
             # then every combination before giving up.
@@ -222,9 +345,9 @@ def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8)
     for kind in kinds:
         for criterion in criteria:
             if kind == VoteKind.PAIRWISE:
-                choice = _pick_pairwise(study=study, annotator=annotator, criterion=criterion, rng=rng, tries=50)
+                choice = _pick_pairwise(study=study, annotator=annotator, criterion=criterion, rng=rng, tries=50, hidden=hidden)
             else:
-                choice = _pick_single(study=study, annotator=annotator, criterion=criterion, kind=kind, rng=rng)
+                choice = _pick_single(study=study, annotator=annotator, criterion=criterion, kind=kind, rng=rng, hidden=hidden)
             if choice is not None:
                 a = _save_assignment(study=study, annotator=annotator, criterion=criterion, kind=kind, **choice)
                 if a is not None:
@@ -269,7 +392,9 @@ def _active_counts(study: Study, keys: list[str]) -> dict[str, int]:
 def _fewest_first(study: Study, annotator: Annotator, keys: list[str], rng: random.Random) -> str | None:
     if not keys:
         return None
-    seen = set(Assignment.objects.filter(annotator=annotator, item_key__in=keys).values_list("item_key", flat=True))
+    seen = set(
+        Assignment.objects.filter(annotator=annotator, study=study, item_key__in=keys).values_list("item_key", flat=True)
+    )
     fresh = [k for k in keys if k not in seen]
     if not fresh:
         return None
@@ -278,8 +403,10 @@ def _fewest_first(study: Study, annotator: Annotator, keys: list[str], rng: rand
     return rng.choice([k for k in fresh if counts.get(k, 0) == low])
 
 
-def _pick_single(*, study, annotator, criterion, kind, rng, sample: int = 40) -> dict | None:
+def _pick_single(*, study, annotator, criterion, kind, rng, sample: int = 40, hidden=frozenset()) -> dict | None:
     outputs = study_index(study).outputs
+    if hidden:
+        outputs = [o for o in outputs if o not in hidden]
     if not outputs:
         return None
     candidates = rng.sample(outputs, min(sample, len(outputs)))
@@ -300,7 +427,7 @@ def sampler_state(study: Study, criterion: Criterion, idx: StudyIndex) -> sampli
     return sampler_inputs_get(study=study, criterion=criterion, generators=idx.generators)
 
 
-def _pick_pairwise(*, study, annotator, criterion, rng, tries: int = 6) -> dict | None:
+def _pick_pairwise(*, study, annotator, criterion, rng, tries: int = 6, hidden=frozenset()) -> dict | None:
     idx = study_index(study)
     if idx.eligible is None or not idx.eligible.any():
         return None
@@ -317,8 +444,12 @@ def _pick_pairwise(*, study, annotator, criterion, rng, tries: int = 6) -> dict 
         keys: dict[str, tuple[int, int]] = {}
         prompts = idx.pair_prompts[(i, j)]
         for pid in rng.sample(prompts, min(20, len(prompts))):
-            oa = rng.choice(idx.by_gen_prompt[(ga, pid)])
-            ob = rng.choice(idx.by_gen_prompt[(gb, pid)])
+            left_pool = [o for o in idx.by_gen_prompt[(ga, pid)] if o not in hidden]
+            right_pool = [o for o in idx.by_gen_prompt[(gb, pid)] if o not in hidden]
+            if not left_pool or not right_pool:
+                continue
+            oa = rng.choice(left_pool)
+            ob = rng.choice(right_pool)
             lo, hi = min(oa, ob), max(oa, ob)
             keys[f"pairwise:{criterion.pk}:{lo}:{hi}"] = (lo, hi)
         key = _fewest_first(study, annotator, list(keys), rng)
@@ -332,13 +463,20 @@ def _pick_pairwise(*, study, annotator, criterion, rng, tries: int = 6) -> dict 
     return None
 
 
-def _gold_assignment(*, study, annotator, rng) -> Assignment | None:
+def _gold_assignment(*, study, annotator, rng, hidden=frozenset()) -> Assignment | None:
     kinds = set(study.vote_kinds)
-    golds = list(GoldTask.objects.filter(study=study, kind__in=kinds).values_list("id", flat=True))
+    idx = study_index(study)
+    golds = [
+        gid
+        for gid, left, right in GoldTask.objects.filter(study=study, kind__in=kinds).values_list("id", "output_id", "other_output_id")
+        if left not in hidden and right not in hidden and left in idx.display and (right is None or right in idx.display)
+    ]
     if not golds:
         return None
     keys = {f"gold:{gid}": gid for gid in golds}
-    seen = set(Assignment.objects.filter(annotator=annotator, item_key__in=list(keys)).values_list("item_key", flat=True))
+    seen = set(
+        Assignment.objects.filter(annotator=annotator, study=study, item_key__in=list(keys)).values_list("item_key", flat=True)
+    )
     fresh = [k for k in keys if k not in seen]
     if not fresh:
         return None
@@ -375,7 +513,7 @@ def _parse_answer(kind: str, answer: str) -> tuple[int | None, str]:
         VoteKind.BINARY: "good or bad",
         VoteKind.PAIRWISE: "left, right, tie or bothbad",
     }[kind]
-    raise VoteError(f"answer {answer!r} is not valid for a {kind} task; use {allowed} (or skip)")
+    raise VoteError(f"answer {quoted(answer)} is not valid for a {kind} task; use {allowed} (or skip)")
 
 
 def _gold_correct(gold: GoldTask, a: Assignment, score: int | None, choice: str) -> bool:
@@ -398,22 +536,25 @@ def _assignment_uuid(value) -> uuid.UUID:
         raise VoteError("no such task was served to you", status=404) from None
 
 
-def vote_record(*, assignment_id, annotator: Annotator, answer: str) -> VoteResult:
-    """Record the answer to one served assignment, exactly once.
+def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Study) -> VoteResult:
+    """Record the answer to one served assignment of this study, exactly once.
 
     Resubmitting the same answer (double click, network retry) stores nothing and
-    succeeds; a different answer to an answered assignment is refused (409).
+    succeeds; a different answer to an answered assignment is refused (409), and so is
+    a vote past the study's quota (403).
     """
     assignment_id = _assignment_uuid(assignment_id)
     with transaction.atomic():
+        # One annotator's votes and reservations go one at a time (the quota holds under races).
+        Annotator.objects.select_for_update().filter(pk=annotator.pk).values_list("pk", flat=True).first()
         try:
             a = (
                 Assignment.objects.select_for_update(of=("self",))
                 .select_related("output_left__prompt", "output_right", "gold", "study")
-                .get(pk=assignment_id, annotator=annotator)
+                .get(pk=assignment_id, annotator=annotator, study=study)
             )
         except Assignment.DoesNotExist:
-            raise VoteError("no such task was served to you", status=404) from None
+            raise VoteError("no such task was served to you in this study", status=404) from None
         answer = (answer or "").strip().lower()
         if a.answered_at is not None:
             existing = Vote.objects.filter(assignment=a).first()
@@ -435,6 +576,8 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str) -> VoteResu
             a.save(update_fields=["answered_at", "skipped"])
             return VoteResult(vote=None, created=False, skipped=True)
         score, choice = _parse_answer(a.kind, answer)
+        if annotator_done_count(study=a.study, annotator=annotator) >= a.study.quota_per_annotator:
+            raise VoteError(f"you have already given this study's {a.study.quota_per_annotator} votes", status=403)
         a.answered_at = now
         a.save(update_fields=["answered_at"])
         gen_left = a.output_left.generator_id
@@ -456,6 +599,12 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str) -> VoteResu
             is_gold=a.gold_id is not None,
             gold_correct=_gold_correct(a.gold, a, score, choice) if a.gold_id else None,
         )
+        if a.study.reveal_after_vote:
+            # The generators are shown next: tasks already reserved with these images are withdrawn.
+            shown = [o for o in (a.output_left_id, a.output_right_id) if o is not None]
+            Assignment.objects.filter(study_id=a.study_id, annotator=annotator, answered_at__isnull=True).filter(
+                Q(output_left_id__in=shown) | Q(output_right_id__in=shown)
+            ).exclude(pk=a.pk).update(expires_at=now)
         if not vote.is_gold:
             study_id, criterion_id = a.study_id, a.criterion_id
             transaction.on_commit(lambda: _vote_committed(study_id=study_id, criterion_id=criterion_id))
@@ -468,13 +617,13 @@ def _vote_committed(*, study_id: int, criterion_id: int) -> None:
     ratings_vote_committed(study_id=study_id, criterion_id=criterion_id)
 
 
-def flag_record(*, annotator: Annotator, assignment_id, side: str, reason: str, note: str = ""):
+def flag_record(*, annotator: Annotator, assignment_id, side: str, reason: str, note: str = "", study: Study):
     from .models import Flag
 
     if reason not in Flag.Reason.values:
         raise VoteError(f"reason must be one of {', '.join(Flag.Reason.values)}")
     try:
-        a = Assignment.objects.get(pk=_assignment_uuid(assignment_id), annotator=annotator)
+        a = Assignment.objects.get(pk=_assignment_uuid(assignment_id), annotator=annotator, study=study)
     except Assignment.DoesNotExist:
         raise VoteError("no such task was served to you", status=404) from None
     output_id = a.output_right_id if side == "right" else a.output_left_id

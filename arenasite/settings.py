@@ -125,6 +125,8 @@ ARENA_UPLOAD_MAX_BYTES = env_int("ARENA_UPLOAD_MAX_BYTES", 2 * 1024**3, minimum=
 ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES = env_int("ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES", 8 * 1024**3, minimum=1)
 ARENA_UPLOAD_MAX_ENTRIES = env_int("ARENA_UPLOAD_MAX_ENTRIES", 50_000, minimum=1)
 ARENA_MAX_IMAGE_PIXELS = env_int("ARENA_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+ARENA_UPLOAD_MAX_ROWS = env_int("ARENA_UPLOAD_MAX_ROWS", 200_000, minimum=1)
+ARENA_MAX_METADATA_BYTES = env_int("ARENA_MAX_METADATA_BYTES", 16 * 1024, minimum=2)
 ARENA_UPLOAD_DIR = VAR_DIR / "uploads"
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024**2
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
@@ -132,6 +134,16 @@ FILE_UPLOAD_TEMP_DIR = None
 
 # Voting.
 ARENA_ASSIGNMENT_TTL_SECONDS = env_int("ARENA_ASSIGNMENT_TTL_SECONDS", 30 * 60, minimum=10)
+# Crowd annotators created per client address per hour (Prolific links); 0 disables the limit.
+ARENA_CROWD_SIGNUPS_PER_HOUR = env_int("ARENA_CROWD_SIGNUPS_PER_HOUR", 30, minimum=0)
+# Where the client address is read: REMOTE_ADDR, or a header a trusted proxy sets (e.g. HTTP_X_REAL_IP).
+ARENA_CLIENT_IP_HEADER = env_str("ARENA_CLIENT_IP_HEADER", "REMOTE_ADDR")
+
+# Accounts: failed sign-ins (login form, /api/token/) allowed per user name and per client
+# address within the window before 429; API token lifetime (0: tokens never expire).
+ARENA_AUTH_MAX_FAILURES = env_int("ARENA_AUTH_MAX_FAILURES", 10, minimum=1)
+ARENA_AUTH_FAILURE_WINDOW_SECONDS = env_int("ARENA_AUTH_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=1)
+ARENA_TOKEN_TTL_HOURS = env_int("ARENA_TOKEN_TTL_HOURS", 24 * 30, minimum=0)
 
 # Ratings.
 ARENA_RECOMPUTE_DEBOUNCE_SECONDS = env_int("ARENA_RECOMPUTE_DEBOUNCE_SECONDS", 5, minimum=0)
@@ -176,12 +188,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "arena.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "arena.accounts.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Image Arena API",

@@ -1,17 +1,18 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.permissions import IsAuthenticated
 
 from arena import urls as arena_urls
+from arena.accounts import ThrottledLoginView, TokenApi
 from arena.views import healthz, media_file
 from ratings import urls as ratings_urls
 from ratings import urls_exports
 from judging import urls as judging_urls
 
 api_patterns = [
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("token/", obtain_auth_token, name="api_token"),
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="schema"),
+    path("token/", TokenApi.as_view(), name="api_token"),
     *arena_urls.api_urlpatterns,
     *ratings_urls.api_urlpatterns,
     *urls_exports.api_urlpatterns,
@@ -21,6 +22,7 @@ api_patterns = [
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include(api_patterns)),
     re_path(r"^media/(?P<path>.+)$", media_file, name="media"),
@@ -28,3 +30,8 @@ urlpatterns = [
     path("", include("judging.urls")),
     path("", include("arena.urls")),
 ]
+
+handler400 = "arena.accounts.json_or_html_400"
+handler403 = "arena.accounts.json_or_html_403"
+handler404 = "arena.accounts.json_or_html_404"
+handler500 = "arena.accounts.json_or_html_500"

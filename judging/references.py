@@ -70,17 +70,18 @@ def reference_import(*, name: str, path: Path, description: str = "") -> Referen
         if isinstance(c, str):
             errors.append(c)
         else:
-            checked.append(c)
+            checked.append((c, data))
     if errors:
         raise ReferenceError_("nothing imported:\n  " + "\n  ".join(errors[:50]))
     with transaction.atomic():
-        for c in checked:
-            image_store(data=c.data, sha256=c.sha256, ext=c.ext)
+        for c, data in checked:
+            image_store(data=data, sha256=c.sha256, ext=c.ext)
         Image.objects.bulk_create(
-            [Image(sha256=c.sha256, format=c.ext, width=c.width, height=c.height, size_bytes=len(c.data)) for c in checked],
+            [Image(sha256=c.sha256, format=c.ext, width=c.width, height=c.height, size_bytes=len(data)) for c, data in checked],
             ignore_conflicts=True,
         )
         ReferenceSet.objects.filter(name=slug).delete()
-        ref = ReferenceSet.objects.create(name=slug, description=description, source=ReferenceSet.Source.IMAGES, n_images=len({c.sha256 for c in checked}))
-        ref.images.add(*Image.objects.filter(sha256__in=[c.sha256 for c in checked]))
+        shas = {c.sha256 for c, _ in checked}
+        ref = ReferenceSet.objects.create(name=slug, description=description, source=ReferenceSet.Source.IMAGES, n_images=len(shas))
+        ref.images.add(*Image.objects.filter(sha256__in=shas))
     return ref

@@ -240,9 +240,22 @@ def _text_value(value):
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell that a spreadsheet would run as a formula gets a leading ' (OWASP's CSV injection advice).
+
+    Numbers stay numbers; only text starting with = + - @ tab or carriage return changes.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _jsonl_chunks(rows: Iterable[dict]) -> Iterator[bytes]:
     for row in rows:
-        yield (json.dumps({k: _text_value(v) for k, v in row.items()}, ensure_ascii=False) + "\n").encode()
+        yield (json.dumps({k: spreadsheet_safe(_text_value(v)) for k, v in row.items()}, ensure_ascii=False) + "\n").encode()
 
 
 def _csv_cell(value) -> str:
@@ -250,7 +263,9 @@ def _csv_cell(value) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(_text_value(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    return spreadsheet_safe(str(_text_value(value)))
 
 
 def _csv_chunks(rows: Iterable[dict], columns: tuple[str, ...]) -> Iterator[bytes]:

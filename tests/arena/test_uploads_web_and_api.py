@@ -3,7 +3,7 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from arena.models import Image, Output, Upload
+from arena.models import Rendition, Image, Output, Upload
 from tests.conftest import api_client_for, client_for, make_zip, png_bytes, sample_files
 
 pytestmark = pytest.mark.django_db
@@ -146,9 +146,15 @@ def test_images_are_served_by_hash_with_long_caching(admin_user, tmp_path, djang
     files = {"manifest.jsonl": b'{"generator": "g", "prompt": "p", "image": "a.png"}\n', "a.png": data}
     outputs_import(path=make_zip(tmp_path / "u.zip", files))
     url = Output.objects.get().image.url
-    res = client_for(None).get(url)
+    # The original (whose bytes may name its generator) is for researchers and staff only.
+    assert client_for(None).get(url).status_code == 404
+    res = client_for(admin_user).get(url)
     assert res.status_code == 200 and b"".join(res.streaming_content) == data
-    assert "immutable" in res["Cache-Control"]
+    assert "immutable" in res["Cache-Control"] and "private" in res["Cache-Control"]
+    shown = Rendition.objects.get().url
+    res = client_for(None).get(shown)
+    assert res.status_code == 200 and res["Content-Type"] == "image/webp"
+    assert "immutable" in res["Cache-Control"] and "public" in res["Cache-Control"]
     assert client_for(None).get("/media/../settings.py").status_code == 404
     assert client_for(None).get("/media/images/00/00/" + "0" * 64 + ".png").status_code == 404
 

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 from scipy.stats import binom
 
-from arena.models import Annotator, Assignment, Flag, GoldTask, Output, Vote
+from arena.models import Rendition, Annotator, Assignment, Flag, GoldTask, Output, Vote
 from arena.voting import annotator_for_user, task_next, vote_record
 from tests.conftest import GENERATOR_NAMES, client_for
 
@@ -176,7 +176,7 @@ def test_one_vote_per_assignment_is_a_database_constraint(annotator_user, make_s
 
     study = make_study(kinds=("pairwise",))
     annotator, a = serve(study, annotator_user)
-    vote_record(assignment_id=a.pk, annotator=annotator, answer="left")
+    vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer="left")
     v = Vote.objects.get()
     with pytest.raises(IntegrityError), transaction.atomic():
         Vote.objects.create(
@@ -198,9 +198,9 @@ def test_nothing_served_before_the_vote_names_the_generator(annotator_user, make
         lowered = page.lower()
         for name in GENERATOR_NAMES:
             assert name not in lowered
-        assert "/media/images/" in page
+        assert "/media/display/" in page
         for url in re.findall(r'src="(/media/[^"]+)"', page):
-            assert re.fullmatch(r"/media/images/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.png", url)
+            assert re.fullmatch(r"/media/display/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.webp", url)
         aid = current_assignment(page)
         c.post(f"/vote/{study.slug}/answer/", {"assignment": aid, "answer": valid_answer(Assignment.objects.get(pk=aid))})
 
@@ -256,7 +256,7 @@ def test_an_annotator_never_gets_the_same_item_twice(annotator_user, make_study)
         if a is None:
             break
         keys.append(a.item_key)
-        vote_record(assignment_id=a.pk, annotator=annotator, answer="skip")
+        vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer="skip")
     assert len(keys) == len(set(keys))
     # 8 outputs x (likert, binary) + 6 generator pairs x 2 prompts (one output each)
     assert len(keys) == 8 * 2 + 6 * 2
@@ -270,7 +270,7 @@ def test_items_reach_the_overlap_target_fewest_votes_first(make_study):
     for annotator in annotators:
         for _ in range(n_items):
             a, _ = task_next(study=study, annotator=annotator, ahead=0)
-            vote_record(assignment_id=a.pk, annotator=annotator, answer="3")
+            vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer="3")
             per_item[a.item_key].add(annotator.pk)
     assert len(per_item) == n_items
     assert all(len(v) == 3 for v in per_item.values())
@@ -297,10 +297,11 @@ def test_the_next_tasks_images_are_preloaded(annotator_user, make_study):
     c = started_client(annotator_user, study)
     page = c.get(f"/vote/{study.slug}/").content.decode()
     preload = page.split('class="preload"', 1)[1]
-    assert "/media/images/" in preload
+    assert "/media/display/" in preload
     aid = current_assignment(page)
     nxt = Assignment.objects.filter(annotator__user=annotator_user).exclude(pk=aid).get()
-    assert nxt.output_left.image.url in preload
+    shown = Rendition.objects.get(source=nxt.output_left.image, long_side=study.display_long_side)
+    assert shown.url in preload
     frag = c.post(f"/vote/{study.slug}/answer/", {"assignment": aid, "answer": valid_answer(Assignment.objects.get(pk=aid))},
                   HTTP_HX_REQUEST="true").content.decode()
     assert current_assignment(frag) == str(nxt.pk)
@@ -336,7 +337,7 @@ def test_gold_tasks_are_mixed_in_and_scored(annotator_user, make_study):
     gold = GoldTask.objects.create(study=study, criterion=study.criteria.first(), kind="binary", output=out, expected_answer="bad")
     annotator, a = serve(study, annotator_user)
     assert a.gold_id == gold.pk and a.item_key == f"gold:{gold.pk}"
-    vote_record(assignment_id=a.pk, annotator=annotator, answer="good")
+    vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer="good")
     v = Vote.objects.get()
     assert v.is_gold and v.gold_correct is False
 
@@ -367,7 +368,7 @@ def test_a_study_on_the_active_sampler_places_a_new_generator_first(make_study, 
     for k in range(90):
         annotator = voters[k % 3]
         a, _ = task_next(study=study, annotator=annotator, ahead=0)
-        vote_record(assignment_id=a.pk, annotator=annotator, answer="left")
+        vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer="left")
     rows = [{"generator": "late-arrival", "prompt": f"{study.slug} prompt number {p}", "image": f"{p}.png"} for p in range(6)]
     files = {f"{p}.png": png_bytes(color=(250, 250, 5 * p)) for p in range(6)}
     files["manifest.jsonl"] = manifest_jsonl(rows)

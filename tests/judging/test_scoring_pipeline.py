@@ -164,7 +164,7 @@ def test_the_board_shows_metric_columns_and_their_agreement_with_people(make_stu
         # people prefer the output with the higher CLIP score two times out of three
         better = "left" if scores[a.output_left_id] >= scores[a.output_right_id] else "right"
         worse = "right" if better == "left" else "left"
-        vote_record(assignment_id=a.pk, annotator=annotators[k % 4], answer=better if k % 3 else worse)
+        vote_record(study=a.study, assignment_id=a.pk, annotator=annotators[k % 4], answer=better if k % 3 else worse)
     study_recompute(study_id=study.pk)
     board = leaderboard_get(study=study, criterion=study.criteria.first())
     metrics = metrics_for_board(study=study, board=board)
@@ -223,7 +223,7 @@ def test_decomposed_questions_show_which_property_failed(make_study, researcher)
     assert narwhal.details["questions"]["Is there a cube?"] == {"yes_share": 1.0, "n": 2}
     for k in range(8):
         a, _ = task_next(study=study, annotator=Annotator.objects.create(), ahead=0)
-        vote_record(assignment_id=a.pk, annotator=a.annotator, answer="left")
+        vote_record(study=a.study, assignment_id=a.pk, annotator=a.annotator, answer="left")
     study_recompute(study_id=study.pk)
     page = client_for(researcher).get(f"/leaderboard/{study.slug}/").content.decode()
     assert "Decomposed questions" in page and "Is the cube red?" in page

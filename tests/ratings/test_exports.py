@@ -64,7 +64,7 @@ def cast_all(study, annotator, answers: dict, pairwise_counter: Counter) -> None
             answer = str(1 + len(answers) % 5)
         else:
             answer = ("good", "bad")[len(answers) % 2]
-        vote_record(assignment_id=a.pk, annotator=annotator, answer=answer)
+        vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer=answer)
         answers[str(a.pk)] = answer
 
 
@@ -94,7 +94,7 @@ def voted(make_study, django_user_model) -> Voted:
     study.gold_rate = 1.0
     a, _ = task_next(study=study, annotator=annotators[0], ahead=0)
     assert a.gold_id is not None
-    result.gold_vote = vote_record(assignment_id=a.pk, annotator=annotators[0], answer="left").vote
+    result.gold_vote = vote_record(study=a.study, assignment_id=a.pk, annotator=annotators[0], answer="left").vote
     result.answers[str(a.pk)] = "left"
     study.gold_rate = 0.0
     Annotator.objects.filter(pk=annotators[1].pk).update(excluded=True, excluded_reason="clicked at random")
@@ -415,7 +415,9 @@ def test_the_preferences_download_in_jsonl_names_images_under_the_media_url(rese
     assert res.status_code == 200
     rows = [json.loads(line) for line in b"".join(res.streaming_content).decode().splitlines()]
     assert exported_pairs(rows) == expected_pairs(voted, "alignment")
-    image = client_for(None).get(django_settings.MEDIA_URL + rows[0]["jpg_1"])
+    # Originals are for researchers and staff: an anonymous client gets nothing.
+    assert client_for(None).get(django_settings.MEDIA_URL + rows[0]["jpg_1"]).status_code == 404
+    image = client_for(researcher).get(django_settings.MEDIA_URL + rows[0]["jpg_1"])
     assert image.status_code == 200
     assert b"".join(image.streaming_content) == stored_image(rows[0]["image_1_uid"])
 

@@ -26,7 +26,7 @@ def cast(study, annotator, prefer: str | None = None, likert: int = 4, binary: s
         answer = str(likert)
     else:
         answer = binary
-    return vote_record(assignment_id=a.pk, annotator=annotator, answer=answer).vote
+    return vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer=answer).vote
 
 
 def board(study):
