@@ -14,7 +14,9 @@ from django.http import Http404, JsonResponse
 from django.utils import timezone
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
-from rest_framework.permissions import AllowAny
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
@@ -179,3 +181,15 @@ def json_or_html_400(request, exception=None):
     if _is_api(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return bad_request(request, exception)
+
+
+class SchemaApi(SpectacularAPIView):
+    """The OpenAPI schema, for signed-in users only; a refusal is JSON like every other API error."""
+
+    permission_classes = [IsAuthenticated]
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = "application/json"
+        return response

@@ -3,10 +3,12 @@
 import hashlib
 import io
 import struct
+import zipfile
 import zlib
 
 import pytest
 from django.core.management import CommandError, call_command
+from PIL import Image as PILImage
 
 from arena.models import Generator, Image, Output, Prompt, Study, Upload
 from tests.conftest import make_zip, manifest_jsonl, png_bytes, sample_files
@@ -285,3 +287,105 @@ def test_bad_field_values_are_named(tmp_path, settings):
     assert "line 1: 'seed' must be an integer, got 'abc'" in msg
     assert "line 1: 'questions' must be a list of non-empty strings" in msg
     assert_nothing_stored(settings)
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def animated(fmt: str) -> bytes:
+    frames = [PILImage.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt,ext", [("PNG", "png"), ("WEBP", "webp")])
+def test_an_animated_image_is_refused(tmp_path, settings, fmt, ext):
+    files = {f"a.{ext}": animated(fmt), "manifest.jsonl": manifest_jsonl([{"generator": "g", "prompt": "p", "image": f"a.{ext}"}])}
+    msg = rejected(make_zip(tmp_path / "u.zip", files))
+    assert f"line 1: a.{ext} is animated (2 frames); upload a still image" in msg
+    assert_nothing_stored(settings)
+
+
+def test_a_symlinked_manifest_in_a_folder_is_refused_with_a_message(tmp_path, settings):
+    folder = tmp_path / "up"
+    folder.mkdir()
+    real = tmp_path / "elsewhere.jsonl"
+    real.write_bytes(manifest_jsonl([{"generator": "g", "prompt": "p", "image": "a.png"}]))
+    (folder / "manifest.jsonl").symlink_to(real)
+    (folder / "a.png").write_bytes(png_bytes())
+    msg = rejected(folder)
+    assert "manifest.jsonl in" in msg and "is a symbolic link; copy the file itself into the folder" in msg
+    assert_nothing_stored(settings)
+
+
+def test_a_symlinked_image_in_a_folder_is_refused_with_a_message(tmp_path, settings):
+    folder = tmp_path / "up"
+    folder.mkdir()
+    (tmp_path / "secret.png").write_bytes(png_bytes())
+    (folder / "a.png").symlink_to(tmp_path / "secret.png")
+    (folder / "manifest.jsonl").write_bytes(manifest_jsonl([{"generator": "g", "prompt": "p", "image": "a.png"}]))
+    msg = rejected(folder)
+    assert "line 1: image file 'a.png' is a symbolic link" in msg
+    assert_nothing_stored(settings)
+
+
+def test_a_zip_with_two_entries_of_one_name_is_refused(tmp_path, settings):
+    path = tmp_path / "u.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.jsonl", manifest_jsonl([{"generator": "g", "prompt": "p", "image": "a.png"}]))
+        with pytest.warns(UserWarning):
+            zf.writestr("manifest.jsonl", manifest_jsonl([{"generator": "h", "prompt": "p", "image": "a.png"}]))
+        zf.writestr("a.png", png_bytes())
+    msg = rejected(path)
+    assert "archive has more than one entry named 'manifest.jsonl'; each file may appear once" in msg
+    assert_nothing_stored(settings)
+
+
+def test_a_zip_with_a_symbolic_link_is_refused(tmp_path, settings):
+    path = tmp_path / "u.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.jsonl", manifest_jsonl([{"generator": "g", "prompt": "p", "image": "a.png"}]))
+        link = zipfile.ZipInfo("a.png")
+        link.external_attr = (0o120777 << 16)
+        zf.writestr(link, "/etc/passwd")
+    msg = rejected(path)
+    assert "archive has symbolic links, which are not accepted: 'a.png'" in msg
+    assert_nothing_stored(settings)
+
+
+def test_a_manifest_over_the_row_cap_is_refused_at_the_first_row_past_it(tmp_path, settings):
+    settings.ARENA_UPLOAD_MAX_ROWS = 3
+    msg = rejected(make_zip(tmp_path / "u.zip", sample_files(n_generators=2, n_prompts=2)))
+    assert "line 4: the manifest has more than 3 rows (ARENA_UPLOAD_MAX_ROWS); split it into several uploads" in msg
+    assert_nothing_stored(settings)
+
+
+def test_metadata_over_the_size_cap_is_refused(tmp_path, settings):
+    settings.ARENA_MAX_METADATA_BYTES = 100
+    rows = [{"generator": "g", "prompt": "p", "image": "a.png", "metadata": {"workflow": "n" * 200}}]  # '{"workflow": "' + 200 + '"}' = 216 bytes
+    msg = rejected(make_zip(tmp_path / "u.zip", {"manifest.jsonl": manifest_jsonl(rows), "a.png": png_bytes()}))
+    assert "line 1: 'metadata' is 216 bytes as JSON, over the limit of 100 (ARENA_MAX_METADATA_BYTES)" in msg
+    assert_nothing_stored(settings)
+
+
+def test_long_values_are_quoted_short_in_errors(tmp_path, settings):
+    rows = [{"generator": "g", "prompt": "p", "image": "a.png", "seed": "9" * 5000 + "x"}]
+    msg = rejected(make_zip(tmp_path / "u.zip", {"manifest.jsonl": manifest_jsonl(rows), "a.png": png_bytes()}))
+    assert "line 1: 'seed' must be an integer, got '999" in msg and "(5,001 characters)" in msg
+    assert "9" * 150 not in msg
+    assert_nothing_stored(settings)
+
+
+def test_a_large_manifest_is_inserted_in_batches(tmp_path, settings):
+    rows, files = [], {}
+    for i in range(3):
+        files[f"{i}.png"] = png_bytes(color=(i, 2, 3))
+    for g in range(5):
+        for p in range(450):
+            rows.append({"generator": f"g{g}", "prompt": f"prompt {p}", "image": f"{(g + p) % 3}.png"})
+    files["manifest.jsonl"] = manifest_jsonl(rows)
+    out = run_import(make_zip(tmp_path / "u.zip", files))
+    assert "2250 output(s) imported" in out
+    assert Output.objects.count() == 2250 and Prompt.objects.count() == 450 and Image.objects.count() == 3
+    assert "0 output(s) imported; 2250 already present" in run_import(make_zip(tmp_path / "u.zip", files))

@@ -542,3 +542,41 @@ def test_export_preferences_explains_what_is_wrong(make_study, tmp_path, args, m
                      stderr=io.StringIO())
     assert target.read_bytes() == b"an older export"
     assert [p.name for p in folder.iterdir()] == ["prefs.out"]
+
+
+FORMULAS = ["=cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "+1+2", "-2+3 a cat"]
+
+
+def test_text_starting_with_tab_or_carriage_return_is_neutralised_too():
+    from ratings.exports import spreadsheet_safe
+
+    assert spreadsheet_safe("\t=1+1") == "'\t=1+1" and spreadsheet_safe("\r=1") == "'\r=1"
+    assert spreadsheet_safe("a cat") == "a cat" and spreadsheet_safe(-0.5) == -0.5 and spreadsheet_safe(None) is None
+
+
+def test_csv_and_jsonl_exports_neutralise_spreadsheet_formulas(tmp_path, make_study):
+    from arena.imports import outputs_import
+    from tests.conftest import make_zip, manifest_jsonl, png_bytes
+
+    study = make_study(kinds=("likert",), prompts=1, quota_per_annotator=100)
+    files, rows = {}, []
+    for i, text in enumerate(FORMULAS):
+        files[f"f{i}.png"] = png_bytes(color=(i, 50, 60))
+        rows.append({"generator": GENERATOR_NAMES[0], "prompt": text, "image": f"f{i}.png"})
+    files["manifest.jsonl"] = manifest_jsonl(rows)
+    outputs_import(path=make_zip(tmp_path / "f.zip", files), study=study)
+    from arena.voting import study_index_clear
+
+    study_index_clear()
+    annotator = Annotator.objects.create()
+    cast_all(study, annotator, {}, Counter())
+    csv_rows = read_votes("csv", export_votes_bytes(study, "csv"))
+    jsonl_rows = read_votes("jsonl", export_votes_bytes(study, "jsonl"))
+    for exported in (csv_rows, jsonl_rows):
+        prompts = {r["prompt"] for r in exported}
+        for text in FORMULAS:
+            assert "'" + text in prompts and text not in prompts
+        assert all(not str(r["prompt"]).startswith(("=", "+", "-", "@", "\t", "\r")) for r in exported)
+    # Parquet keeps the text as it is: it is read by programs, not spreadsheets.
+    parquet_prompts = {r["prompt"] for r in read_votes("parquet", export_votes_bytes(study, "parquet"))}
+    assert set(FORMULAS) <= parquet_prompts
