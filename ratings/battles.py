@@ -110,6 +110,8 @@ def _codes_to_log(
     left_out = 0
     if anony is not None:
         flags = anony.combine_chunks() if isinstance(anony, pa.ChunkedArray) else anony
+        if flags.null_count == len(flags):
+            raise ValueError(f"{where}: no row has an anony field")
         kept = np.asarray(flags.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
         left_out = int(rows - kept.sum())
 
@@ -414,7 +416,7 @@ def _load_parquet(path: Path, *, anony_only: bool, skip_bad: bool) -> BattleLog:
     wanted = list(_FIELDS) + (["anony"] if anony_only else [])
     absent = [f for f in wanted if f not in names]
     if absent:
-        raise ValueError(f"{path}: Parquet columns lack {', '.join(absent)}")
+        raise ValueError(f"{path}: Parquet file lacks {', '.join(absent)}")
     table = pq.read_table(path, columns=wanted)
     anony = None
     if anony_only:

@@ -42,14 +42,17 @@ def describe_filters(log: BattleLog) -> str | None:
     """One line on rows left out by ``--anony-only`` and refused rows skipped by ``--skip-bad``."""
     parts = []
     if log.left_out:
-        parts.append(f"{log.left_out:,} rows left out as not anonymous")
+        parts.append(f"{_count(log.left_out, 'row')} left out as not anonymous")
     if log.skipped:
-        total = sum(log.skipped.values())
         kinds = ", ".join(f"{count:,} {reason}" for reason, count in log.skipped.items())
-        parts.append(f"{total:,} bad rows skipped ({kinds})")
+        parts.append(f"{_count(sum(log.skipped.values()), 'bad row')} skipped ({kinds})")
     if not parts:
         return None
-    return f"{len(log):,} battles rated; " + "; ".join(parts)
+    return f"{_count(len(log), 'battle')} rated; " + "; ".join(parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 class Command(BaseCommand):
