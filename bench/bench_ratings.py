@@ -132,7 +132,8 @@ def whole_process(args: argparse.Namespace) -> None:
         print(f"  rate_battles (this tree):                        {ours:7.2f} s")
 
         fastchat, out = timed_run(
-            [python, str(ROOT / "bench" / "fastchat_bt.py"), str(log), "--rounds", str(rounds), "--cpus", str(args.fastchat_cpus)],
+            [python, str(ROOT / "bench" / "fastchat_bt.py"), str(log), "--rounds", str(rounds)]
+            + ["--cpus", str(args.fastchat_cpus)],
             ROOT,
             repeat,
         )
@@ -144,7 +145,9 @@ def whole_process(args: argparse.Namespace) -> None:
         old = None
         old_tree = Path(tmp) / "old"
         try:
-            archive = subprocess.run(["git", "archive", "--format=tar", args.old_rev], cwd=ROOT, capture_output=True, check=True)
+            archive = subprocess.run(
+                ["git", "archive", "--format=tar", args.old_rev], cwd=ROOT, capture_output=True, check=True
+            )
             old_tree.mkdir()
             tar_path = Path(tmp) / "old.tar"
             tar_path.write_bytes(archive.stdout)

@@ -68,7 +68,9 @@ def fit_bt(matchups, outcomes, weights, n_models, alpha, tol=1e-6):
     return result["x"]
 
 
-def scale_and_offset(ratings, models, scale=400, init_rating=1000, baseline_model="mixtral-8x7b-instruct-v0.1", baseline_rating=1114):
+def scale_and_offset(
+    ratings, models, scale=400, init_rating=1000, baseline_model="mixtral-8x7b-instruct-v0.1", baseline_rating=1114
+):
     scaled_ratings = (ratings * scale) + init_rating
     if baseline_model in models:
         baseline_idx = models.index(baseline_model)

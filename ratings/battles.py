@@ -7,7 +7,8 @@ ignored, except ``anony`` when only anonymous battles are wanted.
 
 Files are read by pyarrow column by column: names become dictionary codes and outcomes small
 integers, so no Python object is made per battle. A bad row is located (its line, array item
-or Parquet row) only once it has been found.
+or Parquet row) only once it has been found; errors pyarrow raises (broken JSON, a field of
+the wrong type, a short CSV row) are located by reading the file again with Python's parsers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pa_parquet
 from numpy.typing import NDArray
 
 from ratings.bradley_terry import aggregate_pairs, bootstrap_bt, fit_bt, intervals
@@ -77,7 +81,8 @@ class _Column:
         if pa.types.is_dictionary(array.type):
             encoded = array
         else:
-            if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type) or pa.types.is_null(array.type)):
+            kind = array.type
+            if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
                 raise ValueError(f"{where}: column {name} must hold strings, not {array.type}")
             encoded = array.dictionary_encode()
         value_type = encoded.type.value_type
@@ -94,22 +99,19 @@ class _Column:
 
 
 def _codes_to_log(
-    columns: dict[str, Any],
-    anony: Any | None,
-    *,
-    skip_bad: bool,
-    locate: Callable[[int], str],
-    where: str,
+    table: pa.Table, *, anony_only: bool, skip_bad: bool, locate: Callable[[int], str], where: str
 ) -> BattleLog:
-    """Validate and encode the three battle columns; ``locate(k)`` names the k-th row."""
-    col_a = _Column(columns["model_a"], "model_a", where)
-    col_b = _Column(columns["model_b"], "model_b", where)
-    col_w = _Column(columns["winner"], "winner", where)
+    """Validate and encode the battle columns of ``table``; ``locate(k)`` names its k-th row."""
+    col_a = _Column(table.column("model_a"), "model_a", where)
+    col_b = _Column(table.column("model_b"), "model_b", where)
+    col_w = _Column(table.column("winner"), "winner", where)
     rows = col_a.codes.size
     kept = np.ones(rows, dtype=bool)
     left_out = 0
-    if anony is not None:
-        flags = anony.combine_chunks() if isinstance(anony, pa.ChunkedArray) else anony
+    if anony_only:
+        flags = table.column("anony").combine_chunks()
+        if not (pa.types.is_boolean(flags.type) or pa.types.is_null(flags.type)):
+            raise ValueError(f"{where}: column anony must hold booleans, not {flags.type}")
         if flags.null_count == len(flags):
             raise ValueError(f"{where}: no row has an anony field")
         kept = np.asarray(flags.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
@@ -221,9 +223,7 @@ def _csv_explain(path: Path, header: list[str], exc: Exception) -> str:
     return f"{path}: {exc}"
 
 
-def _load_csv(path: Path, *, anony_only: bool, skip_bad: bool) -> BattleLog:
-    import pyarrow.csv as pa_csv
-
+def _read_csv(path: Path, anony_only: bool) -> tuple[pa.Table, Callable[[int], str]]:
     header = _csv_header(path)
     wanted = list(_FIELDS) + (["anony"] if anony_only else [])
     absent = [f for f in wanted if f not in header]
@@ -246,13 +246,7 @@ def _load_csv(path: Path, *, anony_only: bool, skip_bad: bool) -> BattleLog:
         )
     except pa.ArrowInvalid as exc:
         raise ValueError(_csv_explain(path, header, exc)) from None
-    return _codes_to_log(
-        {f: table.column(f) for f in _FIELDS},
-        table.column("anony") if anony_only else None,
-        skip_bad=skip_bad,
-        locate=lambda k: f"{path}, line {_csv_locate(path, k)}",
-        where=str(path),
-    )
+    return table, lambda k: f"{path}, line {_csv_locate(path, k)}"
 
 
 def _json_schema(anony_only: bool) -> pa.Schema:
@@ -260,17 +254,6 @@ def _json_schema(anony_only: bool) -> pa.Schema:
     if anony_only:
         fields.append(pa.field("anony", pa.bool_()))
     return pa.schema(fields)
-
-
-def _read_json_table(data: bytes | Path, anony_only: bool) -> pa.Table:
-    import pyarrow.json as pa_json
-
-    source = pa.BufferReader(data) if isinstance(data, bytes) else data
-    return pa_json.read_json(
-        source,
-        read_options=pa_json.ReadOptions(block_size=1 << 24),
-        parse_options=pa_json.ParseOptions(explicit_schema=_json_schema(anony_only), unexpected_field_behavior="ignore"),
-    )
 
 
 def _check_record(record: Any, where: str, anony_only: bool) -> None:
@@ -292,9 +275,15 @@ def _nonblank_lines(raw: bytes) -> Iterable[tuple[int, bytes]]:
             yield number, line
 
 
-def _load_jsonl(path: Path, *, anony_only: bool, skip_bad: bool) -> BattleLog:
+def _read_jsonl(path: Path, anony_only: bool) -> tuple[pa.Table, Callable[[int], str]]:
     try:
-        table = _read_json_table(path, anony_only)
+        table = pa_json.read_json(
+            path,
+            read_options=pa_json.ReadOptions(block_size=1 << 24),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=_json_schema(anony_only), unexpected_field_behavior="ignore"
+            ),
+        )
     except pa.ArrowInvalid as exc:
         raw = path.read_bytes()
         for number, line in _nonblank_lines(raw):
@@ -314,78 +303,24 @@ def _load_jsonl(path: Path, *, anony_only: bool, skip_bad: bool) -> BattleLog:
                 return f"{path}, line {number}"
         return str(path)
 
-    return _codes_to_log(
-        {f: table.column(f) for f in _FIELDS},
-        table.column("anony") if anony_only else None,
-        skip_bad=skip_bad,
-        locate=locate,
-        where=str(path),
-    )
+    return table, locate
 
 
-_QUOTE, _BACKSLASH, _COMMA = ord('"'), ord("\\"), ord(",")
-_JSON_SPECIAL = np.zeros(256, dtype=bool)
-_JSON_SPECIAL[[ord(c) for c in '"\\{}[],']] = True
-_JSON_DEPTH = np.zeros(256, dtype=np.int64)
-_JSON_DEPTH[[ord("{"), ord("[")]] = 1
-_JSON_DEPTH[[ord("}"), ord("]")]] = -1
-
-
-def _array_to_lines(raw: bytes) -> bytes | None:
-    """A JSON array of objects rewritten as JSON Lines, or None when ``raw`` is not one array.
-
-    Works on the positions of the structural characters only: a quote preceded by an odd run
-    of backslashes is escaped; a comma or bracket is inside a string when an odd number of
-    unescaped quotes precede it; commas at depth 1 separate the array's items. Raw newlines
-    cannot occur inside JSON strings, so turning every newline into a space and every item
-    separator into a newline gives one item per line.
-    """
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    pos = np.flatnonzero(_JSON_SPECIAL[buf])
-    chars = buf[pos]
-    quotes = pos[chars == _QUOTE]
-    escaped = np.zeros(quotes.size, dtype=bool)
-    run = np.zeros(quotes.size, dtype=np.int64)
-    active = np.ones(quotes.size, dtype=bool)
-    back = 1
-    while active.any():
-        look = quotes - back
-        active &= look >= 0
-        active[active] = buf[look[active]] == _BACKSLASH
-        run += active
-        back += 1
-    escaped = run % 2 == 1
-    is_quote = chars == _QUOTE
-    toggles = np.zeros(pos.size, dtype=np.int64)
-    toggles[np.flatnonzero(is_quote)[~escaped]] = 1
-    inside = (np.cumsum(toggles) - toggles) % 2 == 1
-    structural = ~is_quote & (chars != _BACKSLASH) & ~inside
-    s_pos, s_chars = pos[structural], chars[structural]
-    delta = _JSON_DEPTH[s_chars]
-    depth_before = np.cumsum(delta) - delta
-    if s_pos.size < 2 or s_chars[0] != ord("[") or depth_before[-1] != 1 or s_chars[-1] != ord("]"):
-        return None
-    if (depth_before[1:-1] < 1).any() or raw[: s_pos[0]].strip() or raw[s_pos[-1] + 1 :].strip():
-        return None
-    out = np.frombuffer(bytearray(raw), dtype=np.uint8)
-    out[buf == ord("\n")] = ord(" ")
-    out[s_pos[0]] = out[s_pos[-1]] = ord(" ")
-    out[s_pos[(s_chars == _COMMA) & (depth_before == 1)]] = ord("\n")
-    return out.tobytes()
-
-
-def _load_json_array(path: Path, *, anony_only: bool, skip_bad: bool) -> BattleLog:
-    raw = path.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    lines = _array_to_lines(raw)
-    table = None
-    if lines is not None:
-        try:
-            table = _read_json_table(lines, anony_only)
-        except pa.ArrowInvalid:
-            table = None
-    if table is None or (lines is not None and table.num_rows != lines.count(b"\n") + 1 and table.num_rows):
+def _read_json_array(path: Path, anony_only: bool) -> tuple[pa.Table, Callable[[int], str]]:
+    """The array becomes the one value of a wrapping object, ``{"battles": [...]}``, which
+    pyarrow parses in one block into a list of structs: one struct per battle."""
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    document = b'{"battles": ' + raw + b"}"
+    schema = pa.schema([pa.field("battles", pa.list_(pa.struct(list(_json_schema(anony_only)))))])
+    try:
+        wrapped = pa_json.read_json(
+            pa.BufferReader(document),
+            read_options=pa_json.ReadOptions(block_size=len(document) + 1),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore", newlines_in_values=True
+            ),
+        )
+    except pa.ArrowInvalid as exc:
         try:
             records = json.loads(raw)
         except UnicodeDecodeError:
@@ -396,40 +331,25 @@ def _load_json_array(path: Path, *, anony_only: bool, skip_bad: bool) -> BattleL
             raise ValueError(f"{path}: expected a JSON array of battles")
         for number, record in enumerate(records, start=1):
             _check_record(record, f"{path}, item {number}", anony_only)
-        raise ValueError(f"{path}: could not read the JSON array")
-    return _codes_to_log(
-        {f: table.column(f) for f in _FIELDS},
-        table.column("anony") if anony_only else None,
-        skip_bad=skip_bad,
-        locate=lambda k: f"{path}, item {k + 1}",
-        where=str(path),
-    )
+        raise ValueError(f"{path}: {exc}") from None
+    items = wrapped.column("battles").combine_chunks()
+    if len(items) != 1 or not items.is_valid()[0].as_py():
+        raise ValueError(f"{path}: expected a JSON array of battles")
+    battles = items.flatten()
+    table = pa.table({name: battles.field(name) for name in battles.type.names})
+    return table, lambda k: f"{path}, item {k + 1}"
 
 
-def _load_parquet(path: Path, *, anony_only: bool, skip_bad: bool) -> BattleLog:
-    import pyarrow.parquet as pq
-
+def _read_parquet(path: Path, anony_only: bool) -> tuple[pa.Table, Callable[[int], str]]:
     try:
-        names = pq.read_schema(path).names
+        names = pa_parquet.read_schema(path).names
     except pa.ArrowInvalid as exc:
         raise ValueError(f"{path}: not a Parquet file ({exc})") from None
     wanted = list(_FIELDS) + (["anony"] if anony_only else [])
     absent = [f for f in wanted if f not in names]
     if absent:
         raise ValueError(f"{path}: Parquet file lacks {', '.join(absent)}")
-    table = pq.read_table(path, columns=wanted)
-    anony = None
-    if anony_only:
-        anony = table.column("anony")
-        if not pa.types.is_boolean(anony.type):
-            raise ValueError(f"{path}: column anony must hold booleans, not {anony.type}")
-    return _codes_to_log(
-        {f: table.column(f) for f in _FIELDS},
-        anony,
-        skip_bad=skip_bad,
-        locate=lambda k: f"{path}, row {k + 1}",
-        where=str(path),
-    )
+    return pa_parquet.read_table(path, columns=wanted), lambda k: f"{path}, row {k + 1}"
 
 
 def _kind(path: Path) -> str:
@@ -464,8 +384,9 @@ def load_battles(path: str | Path, *, anony_only: bool = False, skip_bad: bool =
     without battles raises ``ValueError``; ``OSError`` propagates for unreadable files.
     """
     path = Path(path)
-    loader = {"csv": _load_csv, "jsonl": _load_jsonl, "array": _load_json_array, "parquet": _load_parquet}
-    return loader[_kind(path)](path, anony_only=anony_only, skip_bad=skip_bad)
+    reader = {"csv": _read_csv, "jsonl": _read_jsonl, "array": _read_json_array, "parquet": _read_parquet}
+    table, locate = reader[_kind(path)](path, anony_only)
+    return _codes_to_log(table, anony_only=anony_only, skip_bad=skip_bad, locate=locate, where=str(path))
 
 
 def read_battles(path: str | Path) -> list[Battle]:
@@ -526,9 +447,7 @@ def rate_battles(
         keys, slot = np.unique(seen // 4, return_inverse=True)
         counts = np.zeros((keys.size, 4))
         np.add.at(counts, (slot, seen % 4), tally)
-    pairs = aggregate_pairs(
-        n, keys // n, keys % n, counts[:, 0], counts[:, 1], counts[:, 2] + counts[:, 3]
-    )
+    pairs = aggregate_pairs(n, keys // n, keys % n, counts[:, 0], counts[:, 1], counts[:, 2] + counts[:, 3])
     fit = {"base": base, "scale": scale, "init_rating": init_rating}
     bt = fit_bt(n, *pairs, **fit)
     if bootstrap > 0:

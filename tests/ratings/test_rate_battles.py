@@ -314,7 +314,8 @@ def test_a_missing_winner_and_a_non_string_model_are_refused_with_their_line(tmp
     path.write_text('{"model_a": "a", "model_b": "b", "winner": "tie"}\n\n{"model_a": "a", "model_b": "b"}\n')
     with pytest.raises(ValueError, match=r"line 3: missing winner"):
         load_battles(path)
-    path.write_text('{"model_a": "a", "model_b": "b", "winner": "tie"}\n{"model_a": 7, "model_b": "b", "winner": "tie"}\n')
+    good = '{"model_a": "a", "model_b": "b", "winner": "tie"}\n'
+    path.write_text(good + '{"model_a": 7, "model_b": "b", "winner": "tie"}\n')
     with pytest.raises(ValueError, match=r"line 2: model_a must be a string, got 7"):
         load_battles(path)
 
@@ -366,3 +367,9 @@ def test_the_command_reads_parquet_keeps_anonymous_battles_and_counts_skipped_ro
     table = _manage(str(path), "--bootstrap", "0", "--anony-only", "--skip-bad")
     assert table.returncode == 0, table.stderr
     assert "1 bad row skipped" in table.stdout.splitlines()[-1]
+
+
+def test_a_json_array_keeps_names_with_escaped_quotes_backslashes_and_brackets(tmp_path):
+    battles = [("a\\", 'b"x,]}', "tie"), ('b"x,]}', "[c]", "model_b"), ("[c]", "a\\", "model_a")]
+    path = _write(tmp_path / "battles.json", _records(battles))
+    assert read_battles(path) == battles
