@@ -73,6 +73,26 @@ class BattleLog:
 # Columns to codes
 
 
+def _numpy_view(array: pa.Array) -> NDArray:
+    """The values of a fixed-width integer or boolean array as numpy, with nulls as -1 (False
+    for booleans), read from its buffers: pyarrow's own ``to_numpy`` and ``fill_null`` import
+    pandas when it is installed, a tenth of a second at start-up."""
+    kind, start, length = array.type, array.offset, len(array)
+    validity, data = array.buffers()[:2]
+    if pa.types.is_boolean(kind):
+        values = _bits(data, start, length)
+        return values & _bits(validity, start, length) if array.null_count else values
+    dtype = np.dtype(f"{'i' if pa.types.is_signed_integer(kind) else 'u'}{kind.bit_width // 8}")
+    values = np.frombuffer(data, dtype=dtype, count=length, offset=start * dtype.itemsize).astype(np.intp)
+    if array.null_count:
+        values[~_bits(validity, start, length)] = -1
+    return values
+
+
+def _bits(buffer: pa.Buffer, start: int, length: int) -> NDArray[np.bool_]:
+    return np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")[start : start + length].astype(bool)
+
+
 class _Column:
     """One string column as dictionary codes: ``codes`` (-1 for null) into ``values`` (stripped)."""
 
@@ -88,12 +108,7 @@ class _Column:
         value_type = encoded.type.value_type
         if len(encoded.dictionary) and not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
             raise ValueError(f"{where}: column {name} must hold strings, not {value_type}")
-        indices = encoded.indices
-        codes = indices.to_numpy(zero_copy_only=False)
-        if indices.null_count:
-            valid = np.asarray(indices.is_valid())
-            codes = np.where(valid, codes, -1)
-        self.codes = codes.astype(np.intp, copy=False)
+        self.codes = _numpy_view(encoded.indices)
         self.raw = [str(v) for v in encoded.dictionary.to_pylist()]
         self.values = [v.strip() for v in self.raw]
 
@@ -114,7 +129,7 @@ def _codes_to_log(
             raise ValueError(f"{where}: column anony must hold booleans, not {flags.type}")
         if flags.null_count == len(flags):
             raise ValueError(f"{where}: no row has an anony field")
-        kept = np.asarray(flags.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+        kept = _numpy_view(flags) if len(flags) else np.zeros(0, dtype=bool)
         left_out = int(rows - kept.sum())
 
     names = sorted(({v for v in col_a.values} | {v for v in col_b.values}) - {""})
@@ -342,14 +357,15 @@ def _read_json_array(path: Path, anony_only: bool) -> tuple[pa.Table, Callable[[
 
 def _read_parquet(path: Path, anony_only: bool) -> tuple[pa.Table, Callable[[int], str]]:
     try:
-        names = pa_parquet.read_schema(path).names
+        parquet = pa_parquet.ParquetFile(path)
     except pa.ArrowInvalid as exc:
         raise ValueError(f"{path}: not a Parquet file ({exc})") from None
+    names = parquet.schema_arrow.names
     wanted = list(_FIELDS) + (["anony"] if anony_only else [])
     absent = [f for f in wanted if f not in names]
     if absent:
         raise ValueError(f"{path}: Parquet file lacks {', '.join(absent)}")
-    return pa_parquet.read_table(path, columns=wanted), lambda k: f"{path}, row {k + 1}"
+    return parquet.read(columns=wanted), lambda k: f"{path}, row {k + 1}"
 
 
 def _kind(path: Path) -> str:

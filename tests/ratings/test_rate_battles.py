@@ -373,3 +373,24 @@ def test_a_json_array_keeps_names_with_escaped_quotes_backslashes_and_brackets(t
     battles = [("a\\", 'b"x,]}', "tie"), ('b"x,]}', "[c]", "model_b"), ("[c]", "a\\", "model_a")]
     path = _write(tmp_path / "battles.json", _records(battles))
     assert read_battles(path) == battles
+
+
+@needs_manage
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_the_command_starts_without_scipy_pandas_or_the_apps(tmp_path, suffix):
+    path = _write(tmp_path / f"battles.{suffix}", _records(BATTLES, ANONY))
+    env = dict(os.environ)
+    if not env.get("SECRET_KEY"):
+        env.setdefault("DEBUG", "1")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "manage.py", "rate_battles", str(path), "--anony-only", "--bootstrap", "5"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert {"numpy", "pyarrow", "ratings.battles"} <= imported
+    assert not {"scipy", "pandas", "django.contrib.admin", "rest_framework", "arena.models"} & imported
