@@ -382,8 +382,9 @@ def test_the_command_starts_without_scipy_pandas_or_the_apps(tmp_path, suffix):
     env = dict(os.environ)
     if not env.get("SECRET_KEY"):
         env.setdefault("DEBUG", "1")
+    command = ["manage.py", "rate_battles", str(path), "--anony-only", "--bootstrap", "5"]
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "manage.py", "rate_battles", str(path), "--anony-only", "--bootstrap", "5"],
+        [sys.executable, "-X", "importtime", *command],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -391,6 +392,7 @@ def test_the_command_starts_without_scipy_pandas_or_the_apps(tmp_path, suffix):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    listed = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in listed}
     assert {"numpy", "pyarrow", "ratings.battles"} <= imported
     assert not {"scipy", "pandas", "django.contrib.admin", "rest_framework", "arena.models"} & imported
