@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
@@ -71,10 +74,6 @@ def sklearn_bt(n: int, i: np.ndarray, j: np.ndarray, w_ij: np.ndarray, w_ji: np.
 def write_fastchat_log(path: Path, n: int, battles: int, *, seed: int) -> None:
     """A battle log in FastChat's ``clean_battle`` shape: model_a, model_b, winner plus judge,
     turn, anony, language and tstamp columns; 20% ties, a third of them "tie (bothbad)"."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-    import pyarrow.parquet as pq
-
     a, b, wa, _, t = synthetic_votes(n, battles, tie_rate=0.2, seed=seed)
     rng = np.random.default_rng(seed + 1)
     outcome = np.where(t > 0, np.where(rng.random(battles) < 1 / 3, 3, 2), np.where(wa > 0, 0, 1))
@@ -97,6 +96,9 @@ def write_fastchat_log(path: Path, n: int, battles: int, *, seed: int) -> None:
         pq.write_table(table, path)
     elif path.suffix == ".csv":
         pa_csv.write_csv(table, path)
+    elif path.suffix == ".json":
+        with path.open("w", encoding="utf-8") as handle:
+            json.dump(table.to_pylist(), handle, indent=2)  # as FastChat's clean_battle_data.py writes
     else:
         with path.open("w", encoding="utf-8") as handle:
             for record in table.to_pylist():
@@ -107,9 +109,10 @@ def timed_run(command: list[str], cwd: Path, repeat: int) -> tuple[float, str]:
     """Median wall-clock seconds of ``repeat`` runs of ``command`` and the last run's stdout."""
     times = []
     out = ""
+    env = {"DEBUG": "1", **os.environ}  # the command before the change loaded the settings
     for _ in range(repeat):
         start = time.perf_counter()
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
         times.append(time.perf_counter() - start)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr}")
@@ -174,7 +177,9 @@ def whole_process(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--battles", type=int, default=1_000_000, help="battles in the whole-process log")
-    parser.add_argument("--format", choices=["csv", "jsonl", "parquet"], default="csv", help="format of that log")
+    parser.add_argument(
+        "--format", choices=["csv", "jsonl", "json", "parquet"], default="csv", help="format of that log"
+    )
     parser.add_argument("--process-repeat", type=int, default=3, help="runs of each whole process")
     parser.add_argument("--fastchat-cpus", type=int, default=1, help="FastChat's bootstrap processes")
     parser.add_argument("--old-rev", default=OLD_REV, help="revision of the command to compare with")
