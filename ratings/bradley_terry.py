@@ -28,8 +28,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.sparse import csr_matrix
-from scipy.special import expit
 
 __all__ = [
     "PRIOR_TIES_PER_PAIR",
@@ -107,16 +105,24 @@ def aggregate_pairs(
 def _active(n: int, pi: NDArray, pj: NDArray, games: NDArray) -> NDArray[np.bool_]:
     """(R, n) mask of generators with at least one vote in each round of ``games`` (R, m)."""
     played = (games > 0).astype(np.float64)
-    return np.asarray(played @ _incidence(n, pi, pj, signed=False).T) > 0
+    return _to_generators(played, pi, pj, n, signed=False) > 0
 
 
-def _incidence(n: int, pi: NDArray, pj: NDArray, *, signed: bool) -> csr_matrix:
-    """Sparse (n, m) pair incidence: +1 at ``pi``, +1 (or -1 when ``signed``) at ``pj``."""
-    m = pi.size
-    cols = np.concatenate([np.arange(m), np.arange(m)])
-    rows = np.concatenate([pi, pj])
-    vals = np.concatenate([np.ones(m), -np.ones(m) if signed else np.ones(m)])
-    return csr_matrix((vals, (rows, cols)), shape=(n, m))
+def _to_generators(values: NDArray, pi: NDArray, pj: NDArray, n: int, *, signed: bool) -> NDArray:
+    """(R, n) per-generator sums of per-pair ``values`` (R, m): each pair adds its value at
+    ``pi`` and adds it (or, when ``signed``, subtracts it) at ``pj``. Pairs are distinct, so
+    the values are laid out in an (R, n, n) array (the size of the Newton system) and summed."""
+    square = np.zeros((values.shape[0], n * n))
+    square[:, pi * n + pj] = values
+    square[:, pj * n + pi] = -values if signed else values
+    return square.reshape(-1, n, n).sum(axis=2)
+
+
+def _expit(x: ArrayLike) -> NDArray[np.float64]:
+    """The logistic function ``1 / (1 + exp(-x))``, without overflow for large ``|x|``."""
+    x = np.asarray(x, dtype=np.float64)
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
 
 
 def _strongly_connected(
@@ -147,7 +153,7 @@ def _objective(theta: NDArray, pi: NDArray, pj: NDArray, games: NDArray, w_ji: N
     """Log-likelihood per round, ``sum_pairs w_ij log s(d) + w_ji log s(-d)`` with
     ``d = theta_i - theta_j`` and ``s`` the logistic function, and the (R, m) matrix ``s(d)``."""
     diff = theta[:, pi] - theta[:, pj]
-    prob = expit(diff)
+    prob = _expit(diff)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_prob = np.where(prob > 0.0, np.log(prob), diff)
     value = (games * log_prob).sum(axis=1) - (w_ji * diff).sum(axis=1)
@@ -169,8 +175,6 @@ def _newton(
     """
     rounds = w_ij.shape[0]
     games = w_ij + w_ji
-    signed_t = _incidence(n, pi, pj, signed=True).T.tocsr()
-    unsigned_t = _incidence(n, pi, pj, signed=False).T.tocsr()
     act = active.astype(np.float64)
     upper, lower, diagonal = pi * n + pj, pj * n + pi, np.arange(n) * (n + 1)
     theta = np.where(active, theta, 0.0)
@@ -184,13 +188,13 @@ def _newton(
         g = games[todo]
         wji = w_ji[todo]
         prob = prob_all[todo]
-        grad = np.asarray((w_ij[todo] - g * prob) @ signed_t)
+        grad = _to_generators(w_ij[todo] - g * prob, pi, pj, n, signed=True)
         info = g * prob * (1.0 - prob)
         a = act[todo]
         lap = np.zeros((todo.size, n * n))
         lap[:, upper] = -info
         lap[:, lower] = -info
-        lap[:, diagonal] = np.asarray(info @ unsigned_t) + (1.0 - a)
+        lap[:, diagonal] = _to_generators(info, pi, pj, n, signed=False) + (1.0 - a)
         lap = lap.reshape(todo.size, n, n) + a[:, :, None] * a[:, None, :]
         step = np.linalg.solve(lap, grad[:, :, None])[:, :, 0]
         size = np.abs(step).max(axis=1)
@@ -395,4 +399,4 @@ def rank_by_interval(low: ArrayLike, high: ArrayLike) -> NDArray[np.int64]:
 def win_probability(ratings: ArrayLike, *, base: float = 10.0, scale: float = 400.0) -> NDArray[np.float64]:
     """Matrix ``P[i, j] = 1 / (1 + base ** ((r_j - r_i) / scale))``, the chance ``i`` beats ``j``."""
     r = np.asarray(ratings, dtype=np.float64)
-    return expit((r[:, None] - r[None, :]) * (math.log(base) / scale))
+    return _expit((r[:, None] - r[None, :]) * (math.log(base) / scale))
