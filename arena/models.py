@@ -252,6 +252,10 @@ class Study(models.Model):
         UNIFORM = "uniform", "Uniform"
         ACTIVE = "active", "Active"
 
+    class BootstrapUnit(models.TextChoices):
+        VOTES = "votes", "Votes (FastChat's convention)"
+        PROMPTS = "prompts", "Prompts (cluster bootstrap)"
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
@@ -263,7 +267,21 @@ class Study(models.Model):
     )
     vote_kinds = models.JSONField(default=list, help_text='Enabled vote kinds: any of "likert", "binary", "pairwise".')
     criteria = models.ManyToManyField(Criterion, related_name="studies")
-    overlap_target = models.PositiveSmallIntegerField(default=3, help_text="Distinct annotators per item.")
+    overlap_target = models.PositiveSmallIntegerField(
+        default=3, help_text="Distinct annotators per item: an item is served to at most this many."
+    )
+    calibration_items = models.PositiveIntegerField(
+        default=0,
+        help_text="Calibration set: this many items of each vote kind and criterion go to the first annotators "
+        "before any fresh item, so agreement can be measured early (0: none).",
+    )
+    calibration_annotators = models.PositiveSmallIntegerField(
+        default=3, help_text="How many annotators answer each calibration item (at most the overlap target)."
+    )
+    min_votes_per_generator = models.PositiveIntegerField(
+        default=10,
+        help_text="Pairwise votes a generator needs before it is ranked; below this it is shown as provisional.",
+    )
     quota_per_annotator = models.PositiveIntegerField(default=50, help_text="Tasks per annotator before completion.")
     is_open = models.BooleanField(default=True)
     allow_new_generators = models.BooleanField(default=True, help_text="Uploads may add generators to this study.")
@@ -271,6 +289,23 @@ class Study(models.Model):
     public_leaderboard = models.BooleanField(default=False)
     both_bad_as_tie = models.BooleanField(default=True, help_text="Count 'both bad' as a tie in ratings.")
     sampler = models.CharField(max_length=10, choices=Sampler.choices, default=Sampler.UNIFORM)
+
+    bootstrap_unit = models.CharField(
+        max_length=10, choices=BootstrapUnit.choices, default=BootstrapUnit.VOTES,
+        help_text="What the Bradley–Terry bootstrap resamples: votes (comparable with published arenas) or "
+        "prompts (honest when votes on one prompt are correlated).",
+    )
+    review_min_gold_accuracy = models.FloatField(default=0.7, help_text="Mark an annotator for review below this gold accuracy.")
+    review_min_agreement = models.FloatField(
+        default=0.5, help_text="Mark an annotator for review below this agreement with the others' majority."
+    )
+    review_max_skip_rate = models.FloatField(default=0.5, help_text="Mark an annotator for review above this skip rate.")
+    review_min_median_seconds = models.FloatField(
+        default=1.0, help_text="Mark an annotator for review below this median response time (seconds)."
+    )
+    review_max_left_p = models.FloatField(
+        default=0.001, help_text="Mark an annotator for review when their left-side rate differs from 0.5 at this p-value or below."
+    )
     display_long_side = models.PositiveIntegerField(
         default=1024,
         help_text="Every image is shown scaled so its long side is exactly this many pixels (aspect ratio kept), "

@@ -65,6 +65,8 @@ class StudyIndex:
     display: dict[int, tuple[str, int, int]] = field(default_factory=dict)
     allowed_users: frozenset[int] = frozenset()
     allowed_groups: frozenset[str] = frozenset()
+    # The calibration set: (kind, criterion id, item key, left output, right output), in serving order.
+    calibration: list[tuple[str, int, str, int, int | None]] = field(default_factory=list)
     built_at: float = 0.0
 
 
@@ -140,8 +142,50 @@ def study_index(study: Study) -> StudyIndex:
             if common:
                 idx.pair_prompts[(i, j)] = common
                 idx.eligible[i, j] = idx.eligible[j, i] = True
+    idx.calibration = _calibration_set(study, idx)
     _INDEX[key] = idx
     return idx
+
+
+def _calibration_set(study: Study, idx: StudyIndex) -> list[tuple[str, int, str, int, int | None]]:
+    """The study's calibration items: `calibration_items` per vote kind and criterion, fixed per study.
+
+    Drawn with a seed of the study's own, spread over generators (single-image kinds) and over
+    generator pairs (pairwise), so every annotator who takes the set sees the same items.
+    """
+    per = study.calibration_items
+    if not per or not idx.outputs:
+        return []
+    items = []
+    for kind in [k for k in study.vote_kinds if k in VoteKind.values]:
+        for criterion in idx.criteria:
+            rng = random.Random(f"calibration:{study.pk}:{kind}:{criterion.pk}")
+            if kind == VoteKind.PAIRWISE:
+                pairs = sorted(idx.pair_prompts)
+                rng.shuffle(pairs)
+                chosen: dict[str, tuple[int, int]] = {}
+                for t in range(per * 4):
+                    if len(chosen) >= per or not pairs:
+                        break
+                    i, j = pairs[t % len(pairs)]
+                    ga, gb = idx.generators[i], idx.generators[j]
+                    pid = rng.choice(idx.pair_prompts[(i, j)])
+                    lo, hi = sorted((rng.choice(idx.by_gen_prompt[(ga, pid)]), rng.choice(idx.by_gen_prompt[(gb, pid)])))
+                    chosen.setdefault(f"pairwise:{criterion.pk}:{lo}:{hi}", (lo, hi))
+                items += [(kind, criterion.pk, k, lo, hi) for k, (lo, hi) in chosen.items()]
+            else:
+                by_gen: dict[int, list[int]] = {}
+                for oid in sorted(idx.outputs):
+                    by_gen.setdefault(idx.output_generator[oid], []).append(oid)
+                for outs in by_gen.values():
+                    rng.shuffle(outs)
+                picked: list[int] = []
+                while len(picked) < per and any(by_gen.values()):
+                    for gid in sorted(by_gen):
+                        if by_gen[gid] and len(picked) < per:
+                            picked.append(by_gen[gid].pop())
+                items += [(kind, criterion.pk, f"{kind}:{criterion.pk}:{oid}", oid, None) for oid in picked]
+    return items
 
 
 def study_index_clear() -> None:
@@ -324,6 +368,9 @@ def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8)
         return None
     rng = random.Random(secrets.randbits(64))
     hidden = _revealed_outputs(study, annotator)
+    calibration = _pick_calibration(study=study, annotator=annotator, rng=rng, hidden=hidden)
+    if calibration is not None:
+        return calibration
     for _ in range(attempts):
         if study.gold_rate > 0 and rng.random() < study.gold_rate:
             a = _gold_assignment(study=study, annotator=annotator, rng=rng, hidden=hidden)
@@ -377,6 +424,34 @@ def _save_assignment(*, study, annotator, criterion, kind, left: int, right: int
         return None  # the same item was just reserved for this annotator (a second tab)
 
 
+def _pick_calibration(*, study, annotator, rng, hidden) -> Assignment | None:
+    """A calibration item this annotator has not had, while it has fewer than k annotators."""
+    idx = study_index(study)
+    if not idx.calibration:
+        return None
+    k = max(1, min(study.calibration_annotators, study.overlap_target))
+    items = [c for c in idx.calibration if c[3] not in hidden and c[4] not in hidden]
+    keys = [c[2] for c in items]
+    seen = set(Assignment.objects.filter(annotator=annotator, study=study, item_key__in=keys).values_list("item_key", flat=True))
+    fresh = [c for c in items if c[2] not in seen]
+    if not fresh:
+        return None
+    counts = _active_counts(study, [c[2] for c in fresh])
+    open_items = [c for c in fresh if counts.get(c[2], 0) < k]
+    if not open_items:
+        return None
+    rng.shuffle(open_items)  # each annotator meets the set in an order of their own
+    criteria = {c.pk: c for c in idx.criteria}
+    for kind, criterion_id, key, left, right in open_items[:8]:
+        if right is not None and _coin.random() < 0.5:
+            left, right = right, left
+        a = _save_assignment(study=study, annotator=annotator, criterion=criteria[criterion_id], kind=kind,
+                             left=left, right=right, item_key=key)
+        if a is not None:
+            return a
+    return None
+
+
 def _active_counts(study: Study, keys: list[str]) -> dict[str, int]:
     """Distinct annotators holding or having answered each item (expired and skipped ones don't count)."""
     now = timezone.now()
@@ -399,6 +474,10 @@ def _fewest_first(study: Study, annotator: Annotator, keys: list[str], rng: rand
     if not fresh:
         return None
     counts = _active_counts(study, fresh)
+    # An item is served to at most `overlap_target` distinct annotators.
+    fresh = [k for k in fresh if counts.get(k, 0) < study.overlap_target]
+    if not fresh:
+        return None
     low = min(counts.get(k, 0) for k in fresh)
     return rng.choice([k for k in fresh if counts.get(k, 0) == low])
 

@@ -54,3 +54,14 @@ class LeaderboardResult(models.Model):
 
     def __str__(self) -> str:
         return f"leaderboard {self.study_id}/{self.criterion_id}/{self.category or 'all'}"
+
+
+class AnnotatorQuality(models.Model):
+    """Per-annotator quality of one study, written by the full recompute: the staff review list."""
+
+    study = models.OneToOneField("arena.Study", on_delete=models.CASCADE, related_name="+")
+    computed_at = models.DateTimeField()
+    data = models.JSONField(default=list, help_text="one object per annotator, those marked for review first")
+
+    def __str__(self) -> str:
+        return f"annotator quality of study {self.study_id}"

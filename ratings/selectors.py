@@ -47,6 +47,18 @@ def leaderboard_get(*, study: Study, criterion: Criterion, category: str = "") -
     return data
 
 
+def board_version_get(*, study: Study, criterion: Criterion, category: str = "") -> str:
+    """A short token that changes whenever what the board shows changes (fit, live Elo, recompute state)."""
+    computed = (
+        LeaderboardResult.objects.filter(study=study, criterion=criterion, category=category)
+        .values_list("computed_at", flat=True).first()
+    )
+    elo = EloState.objects.filter(study=study, criterion=criterion).values_list("votes_applied", flat=True).first()
+    state = RecomputeState.objects.filter(study=study).values_list("running", "scheduled").first()
+    stamp = computed.timestamp() if computed else 0
+    return f"{stamp:.6f}-{elo or 0}-{int(bool(state and state[0]))}{int(bool(state and state[1]))}"
+
+
 def categories_get(*, study: Study, criterion: Criterion) -> list[str]:
     return list(
         LeaderboardResult.objects.filter(study=study, criterion=criterion).exclude(category="").order_by("category").values_list("category", flat=True)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import defaultdict
 from datetime import timedelta
@@ -26,8 +25,10 @@ from arena.models import Annotator, Generator, Study, Vote, VoteKind
 from arena.sampling import bt_standard_errors
 
 from . import bradley_terry as bt
+from . import board as board_rules
 from . import stats
 from .elo import elo_step
+from .quality import annotator_quality_store
 from .models import EloState, LeaderboardResult, RecomputeState
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ def study_recompute(*, study_id: int) -> bool:
         study = Study.objects.get(pk=study_id)
         for criterion in study.criteria.all():
             _recompute_criterion(study, criterion)
+        annotator_quality_store(study=study)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         logger.exception("recompute of study %s failed", study_id)
@@ -193,20 +195,7 @@ def study_recompute(*, study_id: int) -> bool:
     return True
 
 
-def _clean(x):
-    """JSON-safe numbers: NaN and infinities become None."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return None if math.isnan(x) or math.isinf(x) else round(x, 6)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+_clean = board_rules.json_safe
 
 
 def _recompute_criterion(study: Study, criterion) -> None:
@@ -222,13 +211,24 @@ def _recompute_criterion(study: Study, criterion) -> None:
         .annotate(n=Count("id"))
         .order_by()
     )
-    pairs: dict[str, dict[tuple[int, int], list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
-    for cat, gl, gr, choice, cnt in pair_rows:
+    by_prompt = study.bootstrap_unit == Study.BootstrapUnit.PROMPTS
+    if by_prompt:
+        pair_rows = (
+            base.filter(kind=VoteKind.PAIRWISE)
+            .values_list("prompt_category", "output_left__prompt_id", "generator_left_id", "generator_right_id", "choice")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+    else:
+        pair_rows = ((cat, 0, gl, gr, choice, cnt) for cat, gl, gr, choice, cnt in pair_rows)
+    # category -> (prompt or 0, generator pair) -> [left, right, tie, both bad]
+    pairs: dict[str, dict[tuple[int, int, int], list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
+    for cat, prompt_id, gl, gr, choice, cnt in pair_rows:
         if gl not in index or gr not in index:
             continue
         slot = {"left": 0, "right": 1, "tie": 2, "bothbad": 3}[choice]
         for key in ("", cat) if cat else ("",):
-            pairs[key][(index[gl], index[gr])][slot] += cnt
+            pairs[key][(prompt_id, index[gl], index[gr])][slot] += cnt
 
     likert: dict[str, dict[int, np.ndarray]] = defaultdict(lambda: defaultdict(lambda: np.zeros(5)))
     for cat, gid, score, cnt in (
@@ -259,14 +259,15 @@ def _recompute_criterion(study: Study, criterion) -> None:
         # Category cuts use fewer bootstrap rounds so a study with many categories stays quick.
         rounds = settings.ARENA_BOOTSTRAP_ROUNDS if cat == "" else max(100, settings.ARENA_BOOTSTRAP_ROUNDS // 5)
         data = _board(
-            generators, n, pairs.get(cat, {}), likert.get(cat, {}), binary.get(cat, {}), study.both_bad_as_tie, rounds
+            generators, n, pairs.get(cat, {}), likert.get(cat, {}), binary.get(cat, {}), study.both_bad_as_tie, rounds,
+            min_votes=study.min_votes_per_generator, by_prompt=by_prompt,
         )
         if cat == "":
             data["position_bias"] = _position_bias(bias_rows)
             data["agreement"] = agreement
-            data["votes_needed"] = stats.votes_to_settle(
-                [g["bt"] for g in data["generators"]], _stderr_by_row(data), data["totals"]["pairwise"]
-            )
+            needed = _votes_needed(data)
+            data["votes_needed"] = needed["value"]
+            data["votes_needed_status"] = needed["status"]
         LeaderboardResult.objects.update_or_create(
             study=study, criterion=criterion, category=cat,
             defaults={"computed_at": now, "votes_total": data["votes_total"], "data": _clean(data)},
@@ -275,9 +276,11 @@ def _recompute_criterion(study: Study, criterion) -> None:
     LeaderboardResult.objects.filter(study=study, criterion=criterion).exclude(category__in=keep).delete()
 
 
-def _board(generators, n, pair_counts, likert_counts, binary_counts, both_bad_as_tie, rounds: int) -> dict:
-    idx_a, idx_b, wa, wb, ties, bothbad = [], [], [], [], [], []
-    for (i, j), (left, right, tie, bb) in pair_counts.items():
+def _board(generators, n, pair_counts, likert_counts, binary_counts, both_bad_as_tie, rounds: int,
+           *, min_votes: int = 1, by_prompt: bool = False) -> dict:
+    idx_a, idx_b, wa, wb, ties, bothbad, clusters = [], [], [], [], [], [], []
+    for (prompt_id, i, j), (left, right, tie, bb) in pair_counts.items():
+        clusters.append(prompt_id)
         idx_a.append(i)
         idx_b.append(j)
         wa.append(left)
@@ -297,11 +300,12 @@ def _board(generators, n, pair_counts, likert_counts, binary_counts, both_bad_as
     if pairwise_total:
         pairs_u = bt.aggregate_pairs(n, idx_a, idx_b, wa, wb, ties)
         ratings = bt.fit_bt(n, *pairs_u)
-        samples = bt.bootstrap_bt(n, *pairs_u, rounds=rounds, seed=0)
+        if by_prompt:
+            samples = bt.bootstrap_bt_clusters(n, clusters, idx_a, idx_b, wa, wb, ties, rounds=rounds, seed=0)
+        else:
+            samples = bt.bootstrap_bt(n, *pairs_u, rounds=rounds, seed=0)
         low, high = bt.intervals(samples)
         voted = ~np.isnan(ratings)
-        ranks = np.zeros(n, dtype=int)
-        ranks[voted] = bt.rank_by_interval(low[voted], high[voted])
         win_rate, counts = stats.win_rate_matrix(n, idx_a, idx_b, wa, wb, ties)
         if voted.any():
             filled = np.where(voted, ratings, np.nanmean(ratings))
@@ -318,6 +322,10 @@ def _board(generators, n, pair_counts, likert_counts, binary_counts, both_bad_as
         losses[b] += x
         tie_n[a] += t
         tie_n[b] += t
+    votes_per = wins + losses + tie_n
+    is_provisional = board_rules.provisional(votes_per, min_votes)
+    if pairwise_total:
+        ranks = board_rules.ranks_of_settled(low, high, ~is_provisional & ~np.isnan(ratings))
     for i, (gid, name) in enumerate(generators):
         lk = likert_counts.get(gid)
         bn = binary_counts.get(gid)
@@ -329,11 +337,12 @@ def _board(generators, n, pair_counts, likert_counts, binary_counts, both_bad_as
                 "bt_low": low[i],
                 "bt_high": high[i],
                 "rank": int(ranks[i]) or None,
+                "provisional": bool(is_provisional[i]),
                 "pairwise_votes": int(wins[i] + losses[i] + tie_n[i]),
                 "wins": int(wins[i]),
                 "losses": int(losses[i]),
                 "ties": int(tie_n[i]),
-                "likert": stats.likert_summary(lk) if lk is not None and lk.sum() else None,
+                "likert": _likert(lk) if lk is not None and lk.sum() else None,
                 "binary": stats.binary_summary(bn[0], bn[1]) if bn and bn[1] else None,
             }
         )
@@ -350,12 +359,31 @@ def _board(generators, n, pair_counts, likert_counts, binary_counts, both_bad_as
         "votes_total": pairwise_total + likert_n + binary_n,
         "totals": {"pairwise": pairwise_total, "likert": likert_n, "binary": binary_n},
         "bootstrap_rounds": rounds if pairwise_total else 0,
+        "bootstrap_unit": "prompts" if by_prompt else "votes",
+        "min_votes": min_votes,
+        "provisional_count": int(sum(1 for r in rows if r["provisional"] and r["pairwise_votes"])),
+        "all_provisional": bool(pairwise_total) and all(r["provisional"] for r in rows),
     }
 
 
-def _stderr_by_row(data: dict) -> list[float]:
+def _likert(counts) -> dict:
+    """Rating mean with an interval that stays inside the 1–5 scale (see stats.likert_mean_interval)."""
+    mean, low, high, n = stats.likert_mean_interval(counts)
+    return {"mean": mean, "low": low, "high": high, "n": n, "method": "bootstrap"}
+
+
+def _votes_needed(data: dict) -> dict:
+    """The board's votes-still-needed claim (board.votes_needed) from a fitted board."""
     pos = {gid: i for i, gid in enumerate(data["order"])}
-    return [data["stderr"][pos[g["id"]]] for g in data["generators"]]
+    ranked = [g for g in data["generators"] if g["rank"]]
+    estimate = None
+    if len(ranked) >= 2:
+        estimate = stats.votes_to_settle(
+            [g["bt"] for g in ranked], [data["stderr"][pos[g["id"]]] for g in ranked], data["totals"]["pairwise"]
+        )
+    return board_rules.votes_needed(
+        estimate, data["totals"]["pairwise"], ranked=len(ranked), provisional_count=data["provisional_count"]
+    )
 
 
 def _position_bias(rows) -> dict:
@@ -374,8 +402,12 @@ def _position_bias(rows) -> dict:
     return {"overall": overall, "annotators": annotators}
 
 
+AGREEMENT_CI_ROUNDS = 200
+
+
 def _agreement(base) -> dict:
-    """Krippendorff's alpha per vote kind, from value counts per item aggregated in SQL.
+    """Krippendorff's alpha per vote kind, from value counts per item aggregated in SQL, with a
+    95 % bootstrap interval that resamples prompts (stats.krippendorff_alpha_ci).
 
     Items: an output for ratings and good/bad votes; an unordered pair of outputs for pairwise
     votes, whose outcome is put in the pair's canonical orientation (lower output id wins 0,
@@ -390,21 +422,31 @@ def _agreement(base) -> dict:
         default=Value(2),
         output_field=IntegerField(),
     )
+    prompt = "output_left__prompt_id"
     specs = {
-        VoteKind.LIKERT: ("ordinal", base.filter(kind=VoteKind.LIKERT).values_list("output_left_id", Value(0), "score")),
-        VoteKind.BINARY: ("nominal", base.filter(kind=VoteKind.BINARY).values_list("output_left_id", Value(0), "score")),
-        VoteKind.PAIRWISE: ("nominal", base.filter(kind=VoteKind.PAIRWISE).annotate(u0=lo, u1=hi, v=pairwise_value).values_list("u0", "u1", "v")),
+        VoteKind.LIKERT: ("ordinal", base.filter(kind=VoteKind.LIKERT).values_list("output_left_id", Value(0), prompt, "score")),
+        VoteKind.BINARY: ("nominal", base.filter(kind=VoteKind.BINARY).values_list("output_left_id", Value(0), prompt, "score")),
+        VoteKind.PAIRWISE: ("nominal", base.filter(kind=VoteKind.PAIRWISE).annotate(u0=lo, u1=hi, v=pairwise_value).values_list("u0", "u1", prompt, "v")),
     }
     for kind, (level, qs) in specs.items():
-        rows = np.array(list(qs.annotate(n=Count("id")).order_by()), dtype=np.int64).reshape(-1, 4)
+        rows = np.array(list(qs.annotate(n=Count("id")).order_by()), dtype=np.int64).reshape(-1, 5)
+        empty = {"alpha": None, "low": None, "high": None, "units": 0, "prompts": 0, "level": level}
         if len(rows) == 0:
-            out[kind] = {"alpha": None, "units": 0, "level": level}
+            out[kind] = empty
             continue
-        _, unit = np.unique(rows[:, 0] * (rows[:, 1].max() + 1) + rows[:, 1], return_inverse=True)
-        values, code = np.unique(rows[:, 2], return_inverse=True)
-        counts = np.zeros((unit.max() + 1, values.size))
-        np.add.at(counts, (unit, code), rows[:, 3])
+        keys, first, unit = np.unique(rows[:, 0] * (rows[:, 1].max() + 1) + rows[:, 1], return_index=True, return_inverse=True)
+        values, code = np.unique(rows[:, 3], return_inverse=True)
+        counts = np.zeros((keys.size, values.size))
+        np.add.at(counts, (unit, code), rows[:, 4])
+        unit_prompt = rows[first, 2]
         pairable = counts.sum(axis=1) >= 2
-        alpha = stats.krippendorff_alpha_from_counts(counts[pairable], values, level) if pairable.any() else float("nan")
-        out[kind] = {"alpha": alpha, "units": int(pairable.sum()), "level": level}
+        if not pairable.any():
+            out[kind] = empty
+            continue
+        alpha = stats.krippendorff_alpha_from_counts(counts[pairable], values, level)
+        low, high = stats.krippendorff_alpha_ci(
+            counts[pairable], values, level, clusters=unit_prompt[pairable], rounds=AGREEMENT_CI_ROUNDS, seed=0
+        )
+        out[kind] = {"alpha": alpha, "low": low, "high": high, "units": int(pairable.sum()),
+                     "prompts": int(np.unique(unit_prompt[pairable]).size), "level": level}
     return out

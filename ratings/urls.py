@@ -8,6 +8,8 @@ urlpatterns = [
     path("leaderboard/", views.leaderboard_index, name="leaderboard_index"),
     path("leaderboard/<slug:slug>/", views.leaderboard_page, name="leaderboard"),
     path("leaderboard/<slug:slug>/recompute/", views.leaderboard_recompute, name="leaderboard_recompute"),
+    path("staff/studies/<slug:slug>/annotators/", views.annotators_page, name="annotators"),
+    path("staff/studies/<slug:slug>/annotators/<int:pk>/exclude/", views.annotator_exclude, name="annotator_exclude"),
 ]
 
 api_urlpatterns = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
@@ -14,12 +14,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from arena import roles
-from arena.models import Study
+from arena.models import Annotator, Study
 from judging.selectors import metrics_for_board
 
 from . import charts
-from .selectors import categories_get, leaderboard_get
-from .services import recompute_schedule
+from .models import AnnotatorQuality
+from .selectors import board_version_get, categories_get, leaderboard_get
+from .services import annotator_exclusion_set, recompute_schedule
 
 
 def can_view(user, study: Study) -> bool:
@@ -78,7 +79,13 @@ def leaderboard_page(request, slug: str):
         raise PermissionDenied("Leaderboards are for researchers and staff.")
     criterion, criteria = _criterion(study, request.GET.get("criterion"))
     category = request.GET.get("category", "")
+    version = board_version_get(study=study, criterion=criterion, category=category)
+    if request.htmx and request.GET.get("since") == version:
+        return HttpResponse(status=204)  # nothing new: the page keeps what it shows
     ctx = board_context(study, criterion, category)
+    query = request.GET.copy()
+    query["since"] = version
+    ctx["poll_url"] = f"{request.path}?{query.urlencode()}"
     ctx.update(
         criteria=criteria,
         categories=categories_get(study=study, criterion=criterion),
@@ -97,6 +104,27 @@ def leaderboard_recompute(request, slug: str):
         raise PermissionDenied
     recompute_schedule(study_id=study.pk, countdown=0)
     return redirect("ratings:leaderboard", slug=slug)
+
+
+@roles.staff_required
+def annotators_page(request, slug: str):
+    """Staff: the per-annotator quality list (stored by the recompute), those marked for review first."""
+    study = get_object_or_404(Study, slug=slug)
+    quality = AnnotatorQuality.objects.filter(study=study).first()
+    return render(request, "ratings/annotators.html", {"study": study, "quality": quality,
+                                                       "flagged": sum(1 for r in (quality.data if quality else []) if r["reasons"])})
+
+
+@roles.staff_required
+@require_POST
+def annotator_exclude(request, slug: str, pk: int):
+    """Staff: exclude an annotator from every number (votes kept), or include them again."""
+    study = get_object_or_404(Study, slug=slug)
+    annotator = get_object_or_404(Annotator.objects.filter(votes__study=study).distinct(), pk=pk)
+    exclude = request.POST.get("action", "exclude") != "include"
+    annotator_exclusion_set(annotator=annotator, excluded=exclude,
+                            reason=request.POST.get("reason", "")[:300] or "excluded from the review list")
+    return redirect("ratings:annotators", slug=slug)
 
 
 class LeaderboardApi(APIView):

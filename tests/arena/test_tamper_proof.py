@@ -2,7 +2,6 @@
 
 import re
 import threading
-import uuid
 from datetime import timedelta
 
 import pytest

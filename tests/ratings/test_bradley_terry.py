@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from ratings import bradley_terry as bt
 from ratings.bradley_terry import (
     bootstrap_bt,
     fit_bt,
@@ -187,3 +188,40 @@ def test_win_probability_is_ten_to_one_at_400_points_and_complementary():
     assert probs[1, 0] == pytest.approx(10 / 11)
     assert probs[0, 2] == pytest.approx(0.5)
     np.testing.assert_allclose(probs + probs.T, 1.0)
+
+
+def test_a_cluster_bootstrap_with_one_vote_per_cluster_matches_the_vote_bootstrap():
+    rng = np.random.default_rng(3)
+    n, votes = 4, 600
+    strength = np.array([0.0, 0.3, 0.6, 0.9])
+    a = rng.integers(0, n, votes)
+    b = (a + rng.integers(1, n, votes)) % n
+    p = 1 / (1 + np.exp(strength[b] - strength[a]))
+    win = rng.random(votes) < p
+    ones = np.ones(votes)
+    by_vote = bt.bootstrap_bt(n, a, b, win * ones, (~win) * ones, 0 * ones, rounds=400, seed=1)
+    by_cluster = bt.bootstrap_bt_clusters(n, np.arange(votes), a, b, win * ones, (~win) * ones, 0 * ones, rounds=400, seed=1)
+    w_vote = np.subtract(*bt.intervals(by_vote)[::-1])
+    w_cluster = np.subtract(*bt.intervals(by_cluster)[::-1])
+    assert np.all(np.abs(w_cluster / w_vote - 1) < 0.2)
+
+
+def test_a_cluster_bootstrap_widens_intervals_when_votes_on_a_prompt_move_together():
+    rng = np.random.default_rng(4)
+    n, prompts, per_prompt = 3, 60, 10
+    rows_a, rows_b, wins, prompt = [], [], [], []
+    for q in range(prompts):
+        i, j = rng.choice(n, 2, replace=False)
+        won = rng.random() < 0.6  # one coin per prompt: its ten votes all agree
+        for _ in range(per_prompt):
+            rows_a.append(i)
+            rows_b.append(j)
+            wins.append(won)
+            prompt.append(q)
+    w = np.array(wins, dtype=float)
+    by_vote = bt.bootstrap_bt(n, rows_a, rows_b, w, 1 - w, 0 * w, rounds=400, seed=0)
+    by_prompt = bt.bootstrap_bt_clusters(n, prompt, rows_a, rows_b, w, 1 - w, 0 * w, rounds=400, seed=0)
+    w_vote = np.subtract(*bt.intervals(by_vote)[::-1])
+    w_prompt = np.subtract(*bt.intervals(by_prompt)[::-1])
+    # Ten copies of one coin carry one coin's information: about sqrt(10) = 3.2 times wider.
+    assert np.all(w_prompt / w_vote > 2.0)
