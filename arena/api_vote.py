@@ -10,7 +10,15 @@ from rest_framework.views import APIView
 
 from . import roles
 from .models import Assignment, Study
-from .voting import VoteError, annotator_for_user, study_open_to, task_images, tasks_serve, vote_record
+from .voting import (
+    VoteError,
+    annotator_completion,
+    annotator_for_user,
+    study_open_to,
+    task_images,
+    tasks_serve,
+    vote_record,
+)
 
 
 class IsAnnotator(BasePermission):
@@ -32,9 +40,10 @@ def task_payload(study: Study, annotator) -> dict:
     current, ahead, done = served.current, served.ahead, served.done
     progress = {"done": done, "quota": study.quota_per_annotator}
     if current is None:
-        complete = done >= study.quota_per_annotator
-        return {"task": None, "progress": progress, "complete": complete,
-                "completion_code": study.completion_code if complete else None}
+        completion = annotator_completion(study=study, annotator=annotator, done=done, has_task=False)
+        return {"task": None, "progress": progress, "complete": completion.state == "complete",
+                "state": completion.state,
+                "completion_code": completion.code if completion.code_kind == "completion" else None}
     return {"task": assignment_payload(study, current), "progress": progress, "complete": False,
             "preload": [img["url"] for a in ahead for img in task_images(study, a)]}
 

@@ -278,6 +278,20 @@ class Study(models.Model):
     calibration_annotators = models.PositiveSmallIntegerField(
         default=3, help_text="How many annotators answer each calibration item (at most the overlap target)."
     )
+    task_blocks = models.BooleanField(
+        default=True,
+        help_text="Serve tasks in blocks of one vote kind and criterion, so a key means one thing inside a block.",
+    )
+    block_size = models.PositiveSmallIntegerField(default=10, help_text="Tasks per block.")
+    completion_min_votes = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Votes a crowd worker needs for the completion code when the study runs out of tasks for them "
+        "or closes (empty: the full quota).",
+    )
+    unserved_code = models.CharField(
+        max_length=40, default=_completion_code,
+        help_text="Code for crowd workers the study could not serve enough tasks (enter it on Prolific to be paid or returned).",
+    )
     min_votes_per_generator = models.PositiveIntegerField(
         default=10,
         help_text="Pairwise votes a generator needs before it is ranked; below this it is shown as provisional.",

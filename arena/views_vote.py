@@ -11,9 +11,11 @@ from django.views.decorators.http import require_POST
 
 from . import roles
 from .accounts import client_address, keyed_hash
-from .models import Annotator, Study, Vote
+from .models import Annotator, Assignment, Study, Vote
 from .voting import (
     VoteError,
+    annotator_completion,
+    annotator_done_count,
     annotator_for_crowd,
     annotator_for_user,
     flag_record,
@@ -62,9 +64,24 @@ def _not_signed_in() -> HttpResponse:
     return HttpResponse("Log in or open the study link again.", status=401)
 
 
-def _task_context(study: Study, annotator: Annotator, *, revealed: Vote | None = None) -> dict:
+KEYS = {
+    "likert": "1–5 to rate, S to skip",
+    "binary": "G good, B bad, S skip",
+    "pairwise": "← left better, → right better, T tie, B both bad, S skip",
+}
+
+
+def _task_context(study: Study, annotator: Annotator) -> dict:
     served = tasks_serve(study=study, annotator=annotator)
     current, ahead, done = served.current, served.ahead, served.done
+    completion = annotator_completion(study=study, annotator=annotator, done=done, has_task=current is not None)
+    new_block = False
+    if current is not None and study.task_blocks:
+        last = (
+            Assignment.objects.filter(study=study, annotator=annotator, answered_at__isnull=False)
+            .order_by("-answered_at").values_list("kind", "criterion_id").first()
+        )
+        new_block = last is None or last != (current.kind, current.criterion_id)
     return {
         "study": study,
         "task": current,
@@ -72,14 +89,28 @@ def _task_context(study: Study, annotator: Annotator, *, revealed: Vote | None =
         "preload": [img["url"] for a in ahead for img in task_images(study, a)],
         "prompt": current.output_left.prompt if current else None,
         "question": current.criterion.question(current.kind) if current else "",
+        "keys": KEYS.get(current.kind, "") if current else "",
+        "new_block": new_block,
+        "block_size": study.block_size,
         "ahead": ahead,
         "done": done,
         "quota": study.quota_per_annotator,
         "complete": current is None,
-        "completion_code": study.completion_code if current is None and done >= study.quota_per_annotator else "",
-        "revealed": revealed if study.reveal_after_vote else None,
+        "completion": completion,
+        "completion_code": completion.code if completion.code_kind == "completion" else "",
+        "crowd": bool(annotator.external_id),
         "likert_range": ["1", "2", "3", "4", "5"],
     }
+
+
+def _revealed_context(study: Study, vote: Vote) -> dict:
+    """The images just voted on, with their generators' names under them, and a way on."""
+    images = task_images(study, vote.assignment)
+    names = [vote.generator_left.name] + ([vote.generator_right.name] if vote.generator_right_id else [])
+    for img, name in zip(images, names):
+        img["generator"] = name
+    return {"study": study, "revealed": images, "done": annotator_done_count(study=study, annotator=vote.annotator),
+            "quota": study.quota_per_annotator}
 
 
 def vote_page(request, slug: str):
@@ -91,6 +122,8 @@ def vote_page(request, slug: str):
     if annotator is None:
         return redirect_to_login(request.get_full_path())
     if not study.is_open:
+        if annotator.external_id:  # a crowd worker still gets a code to return with
+            return render(request, "arena/vote.html", _task_context(study, annotator))
         return render(request, "arena/vote_error.html", {"study": study, "message": "This study is closed."}, status=403)
     if not request.session.get(SESSION_STARTED.format(study.pk)):
         return render(request, "arena/instructions.html", {"study": study})
@@ -125,9 +158,13 @@ def vote_answer(request, slug: str):
         ctx["error"] = str(exc)
         template = "arena/vote.html#task" if request.htmx else "arena/vote.html"
         return render(request, template, ctx, status=exc.status)
+    if result.vote is not None and study.reveal_after_vote:
+        # The names go under the images just judged; the next task comes when asked for.
+        ctx = _revealed_context(study, result.vote)
+        return render(request, "arena/vote.html#task" if request.htmx else "arena/vote.html", ctx)
     if not request.htmx:
         return redirect("arena:vote", slug=slug)
-    return render(request, "arena/vote.html#task", _task_context(study, annotator, revealed=result.vote))
+    return render(request, "arena/vote.html#task", _task_context(study, annotator))
 
 
 @require_POST

@@ -13,6 +13,7 @@ import secrets
 import time
 import uuid
 from contextlib import nullcontext
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -331,6 +332,53 @@ def task_next(*, study: Study, annotator: Annotator, ahead: int = 1) -> tuple[As
     return served.current, served.ahead
 
 
+@dataclass
+class Completion:
+    """Where an annotator stands when no task is shown, and which code (if any) they get."""
+
+    state: str  # "working", "complete", "no_tasks" or "closed"
+    code: str = ""  # the study's completion code, its unserved code, or ""
+    code_kind: str = ""  # "completion", "unserved" or ""
+    return_url: str = ""  # Prolific's return link with that code (crowd workers only)
+
+
+def _with_code(url: str, code: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "cc"] + [("cc", code)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def annotator_completion(*, study: Study, annotator: Annotator, done: int, has_task: bool) -> Completion:
+    """The one rule for "complete", used by the voting page and the API.
+
+    An annotator who gave the quota's votes is complete and gets the completion code. A crowd
+    worker the study cannot serve any more (nothing left for them, or the study closed) gets
+    the completion code when they gave the study's minimum (`completion_min_votes`, else the
+    quota), and otherwise the study's unserved code, so nobody is stranded without a code.
+    Only crowd workers get Prolific links.
+    """
+    if has_task:
+        return Completion("working")
+    crowd = bool(annotator.external_id)
+
+    def code(kind: str) -> Completion:
+        value = study.completion_code if kind == "completion" else study.unserved_code
+        url = ""
+        if crowd and study.prolific_completion_url:
+            # The study's link carries its completion code; the unserved code goes in its place.
+            url = study.prolific_completion_url if kind == "completion" else _with_code(study.prolific_completion_url, value)
+        return Completion(state, value, kind, url)
+
+    if done >= study.quota_per_annotator:
+        state = "complete"
+        return code("completion")
+    state = "closed" if not study.is_open else "no_tasks"
+    if not crowd:
+        return Completion(state)
+    minimum = study.completion_min_votes if study.completion_min_votes is not None else study.quota_per_annotator
+    return code("completion" if done >= minimum else "unserved")
+
+
 def task_images(study: Study, a: Assignment) -> list[dict]:
     """What the annotator's page shows of a task: rendition URLs and sizes, never the originals."""
     idx = study_index(study)
@@ -361,6 +409,20 @@ def _revealed_outputs(study: Study, annotator: Annotator) -> set[int]:
     return seen
 
 
+def block_order(study: Study, annotator: Annotator) -> list[tuple[str, Criterion]]:
+    """The (vote kind, criterion) blocks in the order this annotator meets them (fixed per annotator)."""
+    kinds = [k for k in study.vote_kinds if k in VoteKind.values]
+    combos = [(k, c) for k in kinds for c in study_index(study).criteria]
+    random.Random(f"blocks:{study.pk}:{annotator.pk}").shuffle(combos)
+    return combos
+
+
+def _pick_in(*, study, annotator, kind, criterion, rng, hidden, tries: int = 6) -> dict | None:
+    if kind == VoteKind.PAIRWISE:
+        return _pick_pairwise(study=study, annotator=annotator, criterion=criterion, rng=rng, tries=tries, hidden=hidden)
+    return _pick_single(study=study, annotator=annotator, criterion=criterion, kind=kind, rng=rng, hidden=hidden)
+
+
 def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8) -> Assignment | None:
     kinds = [k for k in study.vote_kinds if k in VoteKind.values]
     criteria = study_index(study).criteria
@@ -368,6 +430,23 @@ def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8)
         return None
     rng = random.Random(secrets.randbits(64))
     hidden = _revealed_outputs(study, annotator)
+    if study.task_blocks:
+        # Tasks come in blocks of one kind and criterion, so a key means one thing inside a block.
+        combos = block_order(study, annotator)
+        served = Assignment.objects.filter(study=study, annotator=annotator).count()
+        start = (served // max(1, study.block_size)) % len(combos)
+        for kind, criterion in combos[start:] + combos[:start]:
+            combo = (kind, criterion.pk)
+            a = _pick_calibration(study=study, annotator=annotator, rng=rng, hidden=hidden, combo=combo)
+            if a is None and study.gold_rate > 0 and rng.random() < study.gold_rate:
+                a = _gold_assignment(study=study, annotator=annotator, rng=rng, hidden=hidden, combo=combo)
+            if a is None:
+                choice = _pick_in(study=study, annotator=annotator, kind=kind, criterion=criterion, rng=rng, hidden=hidden, tries=50)
+                if choice is not None:
+                    a = _save_assignment(study=study, annotator=annotator, criterion=criterion, kind=kind, **choice)
+            if a is not None:
+                return a
+        return None
     calibration = _pick_calibration(study=study, annotator=annotator, rng=rng, hidden=hidden)
     if calibration is not None:
         return calibration
@@ -378,10 +457,7 @@ def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8)
                 return a
         kind = rng.choice(kinds)
         criterion = rng.choice(criteria)
-        if kind == VoteKind.PAIRWISE:
-            choice = _pick_pairwise(study=study, annotator=annotator, criterion=criterion, rng=rng, hidden=hidden)
-        else:
-            choice = _pick_single(study=study, annotator=annotator, criterion=criterion, kind=kind, rng=rng, hidden=hidden)
+        choice = _pick_in(study=study, annotator=annotator, kind=kind, criterion=criterion, rng=rng, hidden=hidden)
         if choice is None:
             # Nothing of this kind/criterion left for this annotator; try another draw,
             # then every combination before giving up.
@@ -391,10 +467,7 @@ def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8)
             return a
     for kind in kinds:
         for criterion in criteria:
-            if kind == VoteKind.PAIRWISE:
-                choice = _pick_pairwise(study=study, annotator=annotator, criterion=criterion, rng=rng, tries=50, hidden=hidden)
-            else:
-                choice = _pick_single(study=study, annotator=annotator, criterion=criterion, kind=kind, rng=rng, hidden=hidden)
+            choice = _pick_in(study=study, annotator=annotator, kind=kind, criterion=criterion, rng=rng, hidden=hidden, tries=50)
             if choice is not None:
                 a = _save_assignment(study=study, annotator=annotator, criterion=criterion, kind=kind, **choice)
                 if a is not None:
@@ -424,13 +497,13 @@ def _save_assignment(*, study, annotator, criterion, kind, left: int, right: int
         return None  # the same item was just reserved for this annotator (a second tab)
 
 
-def _pick_calibration(*, study, annotator, rng, hidden) -> Assignment | None:
+def _pick_calibration(*, study, annotator, rng, hidden, combo=None) -> Assignment | None:
     """A calibration item this annotator has not had, while it has fewer than k annotators."""
     idx = study_index(study)
     if not idx.calibration:
         return None
     k = max(1, min(study.calibration_annotators, study.overlap_target))
-    items = [c for c in idx.calibration if c[3] not in hidden and c[4] not in hidden]
+    items = [c for c in idx.calibration if c[3] not in hidden and c[4] not in hidden and (combo is None or c[:2] == combo)]
     keys = [c[2] for c in items]
     seen = set(Assignment.objects.filter(annotator=annotator, study=study, item_key__in=keys).values_list("item_key", flat=True))
     fresh = [c for c in items if c[2] not in seen]
@@ -542,12 +615,15 @@ def _pick_pairwise(*, study, annotator, criterion, rng, tries: int = 6, hidden=f
     return None
 
 
-def _gold_assignment(*, study, annotator, rng, hidden=frozenset()) -> Assignment | None:
+def _gold_assignment(*, study, annotator, rng, hidden=frozenset(), combo=None) -> Assignment | None:
     kinds = set(study.vote_kinds)
     idx = study_index(study)
+    golds_qs = GoldTask.objects.filter(study=study, kind__in=kinds)
+    if combo is not None:
+        golds_qs = golds_qs.filter(kind=combo[0], criterion_id=combo[1])
     golds = [
         gid
-        for gid, left, right in GoldTask.objects.filter(study=study, kind__in=kinds).values_list("id", "output_id", "other_output_id")
+        for gid, left, right in golds_qs.values_list("id", "output_id", "other_output_id")
         if left not in hidden and right not in hidden and left in idx.display and (right is None or right in idx.display)
     ]
     if not golds:

@@ -42,11 +42,12 @@ def test_an_output_whose_generator_was_revealed_is_never_served_again(annotator_
         outputs = {a.output_left_id, a.output_right_id} - {None}
         assert not outputs & revealed, "a task showed an image whose generator this annotator was already told"
         shown_after_reveal += bool(revealed)
-        page = c.post(f"/vote/{study.slug}/answer/", {"assignment": aid, "answer": answer_for(aid)}, HTTP_HX_REQUEST="true").content.decode()
+        shown = c.post(f"/vote/{study.slug}/answer/", {"assignment": aid, "answer": answer_for(aid)}, HTTP_HX_REQUEST="true").content.decode()
         v = Vote.objects.get(assignment_id=aid)
-        # The names are shown now: these images are spent for this annotator.
-        assert v.generator_left.name in page
+        # The names are shown now, under these images: they are spent for this annotator.
+        assert f'class="generator">{v.generator_left.name}<' in shown
         revealed |= outputs
+        page = c.get(f"/vote/{study.slug}/", HTTP_HX_REQUEST="true").content.decode()
         # No task reserved ahead (and preloaded) may hold them either.
         for pending in Assignment.objects.filter(annotator__user=annotator_user, answered_at__isnull=True,
                                                  expires_at__gt=timezone.now()):

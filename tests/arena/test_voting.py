@@ -211,8 +211,12 @@ def test_a_study_may_reveal_the_generators_after_the_vote(annotator_user, make_s
     aid = current_assignment(c.get(f"/vote/{study.slug}/").content.decode())
     a = Assignment.objects.get(pk=aid)
     frag = c.post(f"/vote/{study.slug}/answer/", {"assignment": aid, "answer": "tie"}, HTTP_HX_REQUEST="true").content.decode()
-    assert f"left was <strong>{a.output_left.generator.name}</strong>" in frag
-    assert f"right was <strong>{a.output_right.generator.name}</strong>" in frag
+    # The names go under the images just judged, not above the next task.
+    assert 'id="revealed"' in frag and 'name="assignment"' not in frag
+    assert f'<strong class="generator">{a.output_left.generator.name}</strong> (left)' in frag
+    assert f'<strong class="generator">{a.output_right.generator.name}</strong> (right)' in frag
+    nxt = c.get(f"/vote/{study.slug}/", HTTP_HX_REQUEST="true").content.decode()
+    assert 'name="assignment"' in nxt and 'class="generator"' not in nxt
 
 
 # --------------------------------------------------------------------------- assignment rules
