@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 REQUIRED_COLUMNS = ("generator", "prompt", "image")
-OPTIONAL_COLUMNS = ("seed", "category", "questions", "metadata")
+OPTIONAL_COLUMNS = ("seed", "category", "questions", "metadata", "text")
 ALLOWED_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_REPORTED_ERRORS = 200
@@ -76,6 +76,7 @@ class _Row:
     category: str
     questions: list[str]
     metadata: dict
+    target_text: str = ""
 
 
 @dataclass
@@ -292,6 +293,7 @@ def _parse_row(lineno: int, rec: dict, is_csv: bool) -> _Row | list[RowError]:
     prompt = text("prompt", 10_000, True)
     image = text("image", 500, True)
     category = text("category", 100, False)
+    target_text = text("text", 2000, False)
     if image and member_name_unsafe(image):
         errors.append(RowError(lineno, f"image path {image!r} must be relative, without '..'"))
 
@@ -340,7 +342,7 @@ def _parse_row(lineno: int, rec: dict, is_csv: bool) -> _Row | list[RowError]:
 
     if errors:
         return errors
-    return _Row(lineno, generator, prompt, image, seed, category, questions, metadata)
+    return _Row(lineno, generator, prompt, image, seed, category, questions, metadata, target_text)
 
 
 # --------------------------------------------------------------------------- images
@@ -548,7 +550,7 @@ def _store(*, rows: list[_Row], images: dict[str, _CheckedImage], study: Study |
                     generator=gens[r.generator],
                     prompt=prompts[r.prompt],
                     image_id=sha,
-                    defaults={"seed": r.seed, "metadata": r.metadata, "upload": upload},
+                    defaults={"seed": r.seed, "metadata": r.metadata, "upload": upload, "target_text": r.target_text},
                 )
                 if created:
                     report.rows_imported += 1

@@ -84,6 +84,11 @@ def study_index(study: Study) -> StudyIndex:
     idx = StudyIndex(built_at=time.monotonic())
     idx.criteria = list(study.criteria.all())
     rows = list(study_outputs(study).values_list("id", "generator_id", "prompt_id"))
+    # Safety screen: outputs withheld until staff release them are never served.
+    from judging.screening import outputs_withheld
+
+    withheld = outputs_withheld(study=study)
+    rows = [r for r in rows if r[0] not in withheld]
     for oid, gid, pid in rows:
         idx.output_generator[oid] = gid
         idx.by_gen_prompt.setdefault((gid, pid), []).append(oid)

@@ -1,6 +1,9 @@
 from django.contrib import admin
+from django.utils.html import format_html
 
-from .models import Embedding, GeneratorMetric, OutputScore, ReferenceSet, ScoreJob
+from .models import Embedding, GeneratorMetric, OutputScore, ReferenceSet, SafetyScreen, ScoreJob
+from .scorers.nsfw import NsfwScorer
+from .screening import outputs_release
 
 
 @admin.register(ScoreJob)
@@ -35,3 +38,34 @@ class EmbeddingAdmin(admin.ModelAdmin):
     list_display = ["image", "model_id", "dim", "created_at"]
     list_filter = ["model_id"]
     raw_id_fields = ["image"]
+
+
+@admin.register(SafetyScreen)
+class SafetyScreenAdmin(admin.ModelAdmin):
+    """Flags review for the safety screen: outputs scored unsafe are withheld from studies
+    that screen until staff release them here (action "Release to annotators")."""
+
+    list_display = ["output", "image", "value", "labels", "released", "created_at"]
+    ordering = ["-value"]
+    raw_id_fields = ["output"]
+    actions = ["release"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(scorer=NsfwScorer.name).select_related("output__image", "output__screening_release")
+
+    @admin.display(description="image")
+    def image(self, obj):
+        return format_html('<img src="{}" alt="" style="max-height:64px">', obj.output.image.url)
+
+    @admin.display(description="labels")
+    def labels(self, obj):
+        return ", ".join((obj.details or {}).get("labels", []))
+
+    @admin.display(boolean=True, description="released")
+    def released(self, obj):
+        return hasattr(obj.output, "screening_release")
+
+    @admin.action(description="Release to annotators")
+    def release(self, request, queryset):
+        n = outputs_release(output_ids=list(queryset.values_list("output_id", flat=True)), user=request.user)
+        self.message_user(request, f"{n} output(s) released to annotators.")

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from arena import roles
 from arena.models import Study
-from judging.selectors import metrics_for_board
+from judging.selectors import metrics_for_board, quality_profile, safety_for_board
 
 from . import charts
 from .selectors import categories_get, leaderboard_get
@@ -60,6 +60,8 @@ def board_context(study: Study, criterion, category: str) -> dict:
                 title="Win rate of the row generator against the column generator",
             )
     ctx["metrics"] = metrics_for_board(study=study, board=board)
+    ctx["safety"] = safety_for_board(study=study)
+    ctx["profile"] = quality_profile(study=study)
     return ctx
 
 
@@ -123,4 +125,10 @@ class LeaderboardApi(APIView):
         if metrics:
             metrics = {k: v for k, v in metrics.items() if k != "scatters"}
         board["metrics"] = metrics
+        board["safety"] = safety_for_board(study=study)
+        profile = quality_profile(study=study)
+        board["quality_profile"] = (
+            {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
+            if profile else None
+        )
         return Response(board)

@@ -193,7 +193,7 @@ def celery_worker_process(transactional_db, settings, tmp_path):
     else:
         db_url = f"sqlite:///{db['NAME']}"
     tag = uuid.uuid4().hex[:8]
-    queues = {"default": f"test-default-{tag}", "gpu": f"test-gpu-{tag}"}
+    queues = {"default": f"test-default-{tag}", "gpu": f"test-gpu-{tag}", "cpu": f"test-cpu-{tag}"}
     env = dict(os.environ)
     env.update(
         DATABASE_URL=db_url,
@@ -202,6 +202,7 @@ def celery_worker_process(transactional_db, settings, tmp_path):
         DJANGO_SETTINGS_MODULE="arenasite.settings",
         ARENA_DEFAULT_QUEUE=queues["default"],
         ARENA_GPU_QUEUE=queues["gpu"],
+        ARENA_CPU_QUEUE=queues["cpu"],
         ARENA_RECOMPUTE_DEBOUNCE_SECONDS="0",
     )
     log_path = tmp_path / "worker.log"
@@ -217,6 +218,7 @@ def celery_worker_process(transactional_db, settings, tmp_path):
     app.conf.task_default_queue = queues["default"]
     app.conf.task_routes = {"judging.*": {"queue": queues["gpu"]}}
     app.amqp.__dict__.pop("router", None)
+    settings.ARENA_GPU_QUEUE, settings.ARENA_CPU_QUEUE = queues["gpu"], queues["cpu"]
     deadline = time.monotonic() + 60
     while "ready." not in log_path.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
