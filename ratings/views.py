@@ -119,16 +119,19 @@ class LeaderboardApi(APIView):
             return Response({"detail": "Leaderboards are for researchers and staff."}, status=403)
         criterion, _ = _criterion(study, request.query_params.get("criterion"))
         board = leaderboard_get(study=study, criterion=criterion, category=request.query_params.get("category", ""))
-        if board is None:
-            return Response({"detail": "No votes have been rated yet.", "generators": []}, status=200)
         metrics = metrics_for_board(study=study, board=board)
         if metrics:
             metrics = {k: v for k, v in metrics.items() if k != "scatters"}
-        board["metrics"] = metrics
-        board["safety"] = safety_for_board(study=study)
         profile = quality_profile(study=study)
-        board["quality_profile"] = (
-            {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
-            if profile else None
-        )
+        extra = {
+            "metrics": metrics,
+            "safety": safety_for_board(study=study),
+            "quality_profile": (
+                {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
+                if profile else None
+            ),
+        }
+        if board is None:
+            return Response({"detail": "No votes have been rated yet.", "generators": [], **extra}, status=200)
+        board.update(extra)
         return Response(board)

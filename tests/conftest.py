@@ -169,10 +169,11 @@ def sample_files(n_generators=2, n_prompts=2) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, settings, tmp_path):
+def celery_worker_process(transactional_db, settings, tmp_path, request):
     """A real `celery worker` process on the configured broker, reading the test database.
 
-    It consumes private queues so that no other worker on the same broker takes its tasks.
+    It consumes private queues so that no other worker on the same broker takes its tasks;
+    all of them, or those a ``worker_queues("default", "cpu")`` mark names.
     """
     import subprocess
     import sys
@@ -208,8 +209,10 @@ def celery_worker_process(transactional_db, settings, tmp_path):
     log_path = tmp_path / "worker.log"
     log = open(log_path, "w")
     base = Path(__file__).resolve().parent.parent
+    mark = request.node.get_closest_marker("worker_queues")
+    consumed = [queues[q] for q in mark.args] if mark else list(queues.values())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "arenasite", "worker", "-Q", ",".join(queues.values()),
+        [sys.executable, "-m", "celery", "-A", "arenasite", "worker", "-Q", ",".join(consumed),
          "-P", "solo", "-n", f"test-{tag}@%h", "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

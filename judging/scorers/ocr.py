@@ -103,6 +103,25 @@ def text_measures(recognised: str, target: str) -> dict[str, float]:
     }
 
 
+def reading_order(lines: list[dict]) -> list[dict]:
+    """Boxes in reading order: rows top to bottom (a box joins a row when its vertical centre
+    lies within the row's first box), each row left to right."""
+    def top(ln):
+        return min(p[1] for p in ln["box"])
+
+    def bottom(ln):
+        return max(p[1] for p in ln["box"])
+
+    rows: list[list[dict]] = []
+    for ln in sorted(lines, key=lambda ln: (top(ln) + bottom(ln)) / 2):
+        centre = (top(ln) + bottom(ln)) / 2
+        if rows and top(rows[-1][0]) <= centre <= bottom(rows[-1][0]):
+            rows[-1].append(ln)
+        else:
+            rows.append([ln])
+    return [ln for row in rows for ln in sorted(row, key=lambda ln: min(p[0] for p in ln["box"]))]
+
+
 def onnx_provider_check(provider: str) -> None:
     """Raise ModelUnavailable unless onnxruntime offers ``provider`` here."""
     import onnxruntime
@@ -229,8 +248,7 @@ class OcrScorer(Scorer):
         lines = []
         for box, text, conf in found or []:
             lines.append({"text": str(text), "confidence": float(conf), "box": [[float(x), float(y)] for x, y in box]})
-        lines.sort(key=lambda ln: (min(p[1] for p in ln["box"]), min(p[0] for p in ln["box"])))
-        return lines
+        return reading_order(lines)
 
     def score_one(self, image: Any, target: str) -> OcrResult:
         if not target:
