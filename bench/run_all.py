@@ -13,6 +13,7 @@ ORDER = [
     "bench_voting.py",
     "bench_fid.py",
     "bench_clip.py",
+    "bench_scorers.py",
 ]
 
 

@@ -59,10 +59,6 @@ def model_id_for(name: str) -> str:
     return scorer_class(name).model_id(scorer_settings().scorer_config(name))
 
 
-def clip_model_id() -> str:
-    return model_id_for("clip")
-
-
 def scorer_queue(name: str) -> str:
     """The queue a scorer's jobs run on: the GPU queue if it declares ``needs_gpu``, else the CPU one."""
     from .scorers import scorer_class
@@ -94,7 +90,7 @@ def scoring_enqueue_outputs(*, output_ids: list[int]) -> list[ScoreJob]:
     return jobs
 
 
-def metrics_enqueue(*, study_id: int, scorer: str = "clip") -> ScoreJob:
+def metrics_enqueue(*, study_id: int, scorer: str) -> ScoreJob:
     """Per-generator metrics of one scorer for a study, on the scorer's queue."""
     from .tasks import generator_metrics_task
 
