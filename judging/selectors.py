@@ -72,7 +72,8 @@ def metrics_for_board(*, study: Study, board: dict | None) -> dict | None:
             "pairwise_votes": n,
             "raw": {"spearman": spearman, "kendall": kendall, "pairwise_accuracy": acc},
         })
-        svg = scatter(pts, x_label=m.label, y_label="Bradley–Terry rating")
+        # One scatter per scorer (its headline metric) keeps the page short.
+        svg = scatter(pts, x_label=m.label, y_label="Bradley–Terry rating") if m is cls.metrics[0] else ""
         if svg:
             scatters.append(svg)
     names = [(r["id"], r["name"]) for r in rows]

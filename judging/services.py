@@ -271,6 +271,10 @@ def generator_metrics_run(*, job: ScoreJob) -> None:
                     value, details = hits / len(vals), {"count": hits, "threshold": study.screen_threshold}
                 else:
                     value, low, high = M.mean_interval(vals)
+                    if low is not None:  # a t interval may run past a bounded measure's range
+                        lo_bound, hi_bound = metric.range
+                        low = low if lo_bound is None else max(low, lo_bound)
+                        high = high if hi_bound is None else min(high, hi_bound)
                     details = {}
                     if metric is cls.metrics[0]:
                         details = _question_shares([d["questions"] for _, d in scored if d.get("questions")])
