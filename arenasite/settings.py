@@ -151,7 +151,7 @@ ARENA_KID_SUBSET_SIZE = env_int("ARENA_KID_SUBSET_SIZE", 1000, minimum=2)
 # Scorers run on new uploads: clip, vqa, fid need weights (GPU queue); ocr, nsfw, quality
 # ship with their packages or need none (CPU queue).
 ARENA_SCORERS = env_list("ARENA_SCORERS", ["clip", "ocr", "nsfw", "quality"])
-ARENA_SCORE_BATCH_SIZE = env_int("ARENA_SCORE_BATCH_SIZE", 32, minimum=1)
+ARENA_SCORE_BATCH_SIZE = env_int("ARENA_SCORE_BATCH_SIZE", 0, minimum=0)  # 0: each scorer's declared batch size
 
 # Celery: Redis via CELERY_BROKER_URL, or a filesystem broker under var/ that needs no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"

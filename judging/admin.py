@@ -15,9 +15,21 @@ class ScoreJobAdmin(admin.ModelAdmin):
 
 @admin.register(OutputScore)
 class OutputScoreAdmin(admin.ModelAdmin):
-    list_display = ["output", "scorer", "model_id", "value", "created_at"]
+    list_display = ["output", "scorer", "model_id", "value", "summary", "created_at"]
     list_filter = ["scorer", "model_id"]
     raw_id_fields = ["output"]
+
+    @admin.display(description="what the scorer saw")
+    def summary(self, obj):
+        """The OCR's recognised text against the target, the safety screen's labels, or why skipped."""
+        d = obj.details or {}
+        if "skipped" in d:
+            return f"skipped: {d['skipped']}"
+        if "recognised" in d:
+            return f"read {d['recognised']!r} for {d.get('target', '')!r}" + (f" ({d['reason']})" if d.get("reason") else "")
+        if "labels" in d:
+            return ", ".join(d["labels"])
+        return ""
 
 
 @admin.register(GeneratorMetric)

@@ -45,7 +45,8 @@ def scorer_load(name: str):
     try:
         cls.prepare()
         config = scorer_settings().scorer_config(name)
-        config.setdefault("batch_size", settings.ARENA_SCORE_BATCH_SIZE)
+        if settings.ARENA_SCORE_BATCH_SIZE:  # 0: each scorer's declared batch size
+            config.setdefault("batch_size", settings.ARENA_SCORE_BATCH_SIZE)
         return get_scorer(name, **config)
     except (WeightsUnavailable, ModelUnavailable) as exc:
         raise JobFailed(str(exc)) from None
@@ -183,7 +184,7 @@ def score_outputs_run(*, job: ScoreJob) -> None:
     outputs = list(Output.objects.filter(pk__in=job.output_ids).exclude(pk__in=done_ids).select_related("image", "prompt"))
     done = len(done_ids)
     t0 = time.perf_counter()
-    size = int(getattr(scorer, "batch_size", settings.ARENA_SCORE_BATCH_SIZE) or 32)
+    size = int(getattr(scorer, "batch_size", 0) or cls.default_batch_size)
     for start in range(0, len(outputs), size):
         batch = outputs[start : start + size]
         # The model runs outside any transaction; the batch's scores are written in one.
