@@ -234,3 +234,18 @@ def test_an_unsupported_onnxruntime_provider_fails_the_job_with_the_setting_to_f
     assert job.status == "failed" and "'TensorrtExecutionProvider' is not available" in job.message
     assert "ARENA_ONNX_PROVIDER" in job.message and not OutputScore.objects.exists()
     clear_scorer_cache()
+
+
+@pytest.mark.django_db
+def test_while_the_safety_screen_is_configured_unscreened_outputs_wait_for_it(make_study, settings):
+    settings.ARENA_SCORERS = ["nsfw"]
+    study = make_study(kinds=("likert",), prompts=1, overlap_target=50, quota_per_annotator=50)
+    outputs = list(Output.objects.order_by("pk"))
+    first = outputs[0]
+    OutputScore.objects.create(output=first, scorer="nsfw", model_id="nudenet:320n", value=0.02)
+    study_index_clear()
+    assert outputs_withheld(study=study) == {o.pk for o in outputs[1:]}
+    assert served_outputs(study, annotators=3) == {first.pk}
+    settings.ARENA_SCORERS = []
+    study_index_clear()
+    assert outputs_withheld(study=study) == set()
