@@ -4,6 +4,7 @@ from django.utils.html import format_html
 from .models import Embedding, GeneratorMetric, OutputScore, ReferenceSet, SafetyScreen, ScoreJob
 from .scorers.nsfw import NsfwScorer
 from .screening import outputs_release
+from .services import job_requeue
 
 
 @admin.register(ScoreJob)
@@ -11,6 +12,14 @@ class ScoreJobAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "scorer", "study", "status", "done", "total", "items_per_second", "created_at"]
     list_filter = ["kind", "scorer", "status"]
     readonly_fields = [f.name for f in ScoreJob._meta.fields]
+    actions = ["queue_again"]
+
+    @admin.action(description="Queue again (failed or lost jobs)")
+    def queue_again(self, request, queryset):
+        jobs = [j for j in queryset if j.status != ScoreJob.Status.RUNNING]
+        for job in jobs:
+            job_requeue(job=job)
+        self.message_user(request, f"{len(jobs)} job(s) queued again.")
 
 
 @admin.register(OutputScore)

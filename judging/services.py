@@ -101,6 +101,25 @@ def metrics_enqueue(*, study_id: int, scorer: str) -> ScoreJob:
     return job
 
 
+def job_requeue(*, job: ScoreJob) -> None:
+    """Send a failed, or pending but lost, job again to its scorer's queue (idempotent: the
+    worker claims it only while pending, and already stored scores are not recomputed)."""
+    from .scorers import scorer_class
+    from .tasks import fid_task, generator_metrics_task, score_outputs_task
+
+    if job.status == ScoreJob.Status.RUNNING:
+        return
+    ScoreJob.objects.filter(pk=job.pk).update(status=ScoreJob.Status.PENDING, message="", finished_at=None)
+    if job.kind == ScoreJob.Kind.SCORE:
+        task = score_outputs_task
+    elif not scorer_class(job.scorer).measures:  # a set-level scorer: the FID pass
+        task = fid_task
+    else:
+        task = generator_metrics_task
+    queue = scorer_queue(job.scorer)
+    transaction.on_commit(lambda: task.apply_async((job.pk,), queue=queue))
+
+
 def job_claim(*, job_id: int) -> ScoreJob | None:
     now = timezone.now()
     claimed = ScoreJob.objects.filter(pk=job_id, status=ScoreJob.Status.PENDING).update(

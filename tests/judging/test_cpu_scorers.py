@@ -249,3 +249,31 @@ def test_while_the_safety_screen_is_configured_unscreened_outputs_wait_for_it(ma
     settings.ARENA_SCORERS = []
     study_index_clear()
     assert outputs_withheld(study=study) == set()
+
+
+@pytest.mark.django_db
+def test_staff_queue_a_failed_screening_job_again_and_the_outputs_are_then_served(make_study, settings, admin_user, django_capture_on_commit_callbacks):
+    from judging.models import ScoreJob
+    from judging.scorers import clear_scorer_cache
+    from judging.services import scoring_enqueue_outputs
+    from tests.conftest import client_for
+
+    settings.ARENA_SCORERS = ["nsfw"]
+    study = make_study(kinds=("likert",), prompts=1)
+    ids = list(Output.objects.values_list("pk", flat=True))
+    settings.ARENA_ONNX_PROVIDER = "TensorrtExecutionProvider"
+    clear_scorer_cache()
+    with django_capture_on_commit_callbacks(execute=True):
+        scoring_enqueue_outputs(output_ids=ids)
+    job = ScoreJob.objects.get(kind="score", scorer="nsfw")
+    assert job.status == "failed" and outputs_withheld(study=study) == set(ids)
+
+    settings.ARENA_ONNX_PROVIDER = "CPUExecutionProvider"
+    clear_scorer_cache()
+    with django_capture_on_commit_callbacks(execute=True):
+        res = client_for(admin_user).post("/admin/judging/scorejob/", {"action": "queue_again", "_selected_action": [job.pk]}, follow=True)
+    assert "1 job(s) queued again" in res.content.decode()
+    job.refresh_from_db()
+    assert job.status == "done" and OutputScore.objects.filter(scorer="nsfw").count() == len(ids)
+    assert outputs_withheld(study=study) == set()
+    clear_scorer_cache()
