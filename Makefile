@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: run test bench venv migrate demo browser clean
+.PHONY: run test bench venv migrate demo browser fonts clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,10 @@ run: venv
 browser:
 	@bash scripts/ensure-chromium.sh
 
-test: venv browser
+fonts:
+	@bash scripts/ensure-test-fonts.sh
+
+test: venv browser fonts
 	DEBUG=$${DEBUG:-1} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv

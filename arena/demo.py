@@ -9,7 +9,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .imports import outputs_import
 from .models import Criterion, Study
@@ -28,6 +28,12 @@ PROMPTS = [
     ("an orange circle at night", "orange", "circle", "night", "night"),
     ("a purple square in the sky", "purple", "square", "sky", "shapes"),
 ]
+# Prompts asking for rendered text: the quoted span is the text the OCR metric looks for.
+TEXT_PROMPTS = [
+    ('a shop sign that says "OPEN LATE"', "OPEN LATE", "sand", "text"),
+    ('a poster with the words "HELLO WORLD"', "HELLO WORLD", "white", "text"),
+]
+DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 GENERATORS = {
     "crisp-xl": "Draws what the prompt asks, sharp.",
     "soft-focus-2": "Right content, blurred.",
@@ -72,6 +78,43 @@ def draw(generator: str, color: str, shape: str, background: str, seed: int) -> 
     return buf.getvalue()
 
 
+def _misspell(text: str, rng: random.Random) -> str:
+    """Swap two neighbouring letters of one word (what weak text renderers do)."""
+    words = text.split()
+    k = rng.randrange(len(words))
+    w = words[k]
+    i = rng.randrange(1, len(w) - 1)
+    words[k] = w[:i] + w[i + 1] + w[i] + w[i + 2 :]
+    return " ".join(words)
+
+
+def draw_text(generator: str, text: str, background: str, seed: int) -> bytes:
+    rng = random.Random(f"{generator}-{text}-{seed}")
+    if generator == "off-prompt-gan":
+        text = _misspell(text, rng)
+    try:
+        font = ImageFont.truetype(DEJAVU, 34)
+    except OSError:
+        font = ImageFont.load_default(size=34)
+    im = Image.new("RGB", (SIZE, SIZE), BACKGROUNDS[background])
+    d = ImageDraw.Draw(im)
+    d.rectangle([10, 90, SIZE - 10, 170], fill=(250, 250, 250), outline=(40, 40, 40), width=3)
+    lines = text.split()
+    y = 130 - 20 * len(lines) + rng.randint(-4, 4)
+    for line in lines:
+        box = d.textbbox((0, 0), line, font=font)
+        d.text(((SIZE - (box[2] - box[0])) // 2, y), line, font=font, fill=(25, 25, 35))
+        y += 40
+    if generator == "soft-focus-2":
+        im = im.filter(ImageFilter.GaussianBlur(2.5))
+    elif generator == "grainy-flow":
+        noise = Image.effect_noise((SIZE, SIZE), 90).convert("RGB")
+        im = Image.blend(im, noise, 0.45)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def demo_archive(path: Path, *, seeds: int = 2) -> Path:
     rows = []
     with zipfile.ZipFile(path, "w") as zf:
@@ -82,6 +125,12 @@ def demo_archive(path: Path, *, seeds: int = 2) -> Path:
                     zf.writestr(name, draw(gen, color, shape, bg, seed))
                     rows.append({"generator": gen, "prompt": text, "image": name, "seed": seed, "category": category,
                                  "questions": [f"Is there a {shape}?", f"Is the {shape} {color}?"]})
+        for t_idx, (prompt, wanted, bg, category) in enumerate(TEXT_PROMPTS):
+            for g_idx, gen in enumerate(GENERATORS):
+                for seed in range(seeds):
+                    name = f"images/text-{t_idx:02d}-{g_idx}-{seed}.png"
+                    zf.writestr(name, draw_text(gen, wanted, bg, seed))
+                    rows.append({"generator": gen, "prompt": prompt, "image": name, "seed": seed, "category": category})
         zf.writestr("manifest.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 

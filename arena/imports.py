@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 REQUIRED_COLUMNS = ("generator", "prompt", "image")
-OPTIONAL_COLUMNS = ("seed", "category", "questions", "metadata")
+OPTIONAL_COLUMNS = ("seed", "category", "questions", "metadata", "text")
 ALLOWED_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_REPORTED_ERRORS = 200
@@ -80,6 +80,7 @@ class _Row:
     category: str
     questions: list[str]
     metadata: dict
+    target_text: str = ""
 
 
 @dataclass(slots=True)
@@ -362,6 +363,7 @@ def _parse_row(lineno: int, rec: dict, is_csv: bool) -> _Row | list[RowError]:
     prompt = text("prompt", 10_000, True)
     image = text("image", 500, True)
     category = text("category", 100, False)
+    target_text = text("text", 2000, False)
     if image and member_name_unsafe(image):
         errors.append(RowError(lineno, f"image path {quoted(image)} must be relative, without '..'"))
 
@@ -416,7 +418,7 @@ def _parse_row(lineno: int, rec: dict, is_csv: bool) -> _Row | list[RowError]:
 
     if errors:
         return errors
-    return _Row(lineno, generator, prompt, image, seed, category, questions, metadata)
+    return _Row(lineno, generator, prompt, image, seed, category, questions, metadata, target_text)
 
 
 # --------------------------------------------------------------------------- images
@@ -675,7 +677,8 @@ def _store(
                     report.rows_existing += 1
                     continue
                 existing_outputs.add(key)
-                batch.append(Output(generator_id=key[0], prompt_id=key[1], image_id=key[2], seed=r.seed, metadata=r.metadata, upload=upload))
+                batch.append(Output(generator_id=key[0], prompt_id=key[1], image_id=key[2], seed=r.seed, metadata=r.metadata,
+                                    upload=upload, target_text=r.target_text))
                 if len(batch) >= BATCH:
                     report.output_ids += [o.pk for o in Output.objects.bulk_create(batch)]
                     batch = []

@@ -131,6 +131,7 @@ class Output(models.Model):
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="outputs")
     seed = models.BigIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    target_text = models.TextField(blank=True, help_text="Text the image should render (manifest column 'text').")
     upload = models.ForeignKey("Upload", null=True, blank=True, on_delete=models.SET_NULL, related_name="outputs")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -337,6 +338,11 @@ class Study(models.Model):
         "auth.Group", blank=True, related_name="+", help_text="Limit voting to members of these groups.",
     )
     gold_rate = models.FloatField(default=0.0, help_text="Share of tasks that are gold (known-answer) tasks.")
+    screen_before_annotators = models.BooleanField(
+        default=True,
+        help_text="Keep outputs the safety screen scores at or above the threshold away from annotators until staff release them.",
+    )
+    screen_threshold = models.FloatField(default=0.5, help_text="Unsafe score (0-1) at which the safety screen withholds an output.")
     completion_code = models.CharField(max_length=40, default=_completion_code)
     prolific_completion_url = models.URLField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -122,9 +122,13 @@ def study_index(study: Study) -> StudyIndex:
     idx.allowed_groups = frozenset(study.allowed_groups.values_list("name", flat=True))
     outputs = study_outputs(study)
     by_image = _study_display(study, outputs)
+    # Safety screen: outputs withheld until staff release them are never served.
+    from judging.screening import outputs_withheld
+
+    withheld = outputs_withheld(study=study)
     rows = []
     for oid, gid, pid, sha in outputs.values_list("id", "generator_id", "prompt_id", "image_id"):
-        if sha in by_image:  # only what can be shown blind is served
+        if sha in by_image and oid not in withheld:  # only what can be shown blind (and safely) is served
             idx.display[oid] = by_image[sha]
             rows.append((oid, gid, pid))
     for oid, gid, pid in rows:

@@ -158,8 +158,12 @@ ARENA_FID_WEIGHTS = env_str("ARENA_FID_WEIGHTS", "")
 ARENA_DEVICE = env_str("ARENA_DEVICE", "auto")
 if ARENA_DEVICE not in {"auto", "cpu", "cuda"} and not ARENA_DEVICE.startswith("cuda:"):
     raise ImproperlyConfigured(f"ARENA_DEVICE={ARENA_DEVICE!r} must be auto, cpu, cuda or cuda:N")
-ARENA_SCORERS = env_list("ARENA_SCORERS", ["clip"])
-ARENA_SCORE_BATCH_SIZE = env_int("ARENA_SCORE_BATCH_SIZE", 32, minimum=1)
+ARENA_ONNX_PROVIDER = env_str("ARENA_ONNX_PROVIDER", "CPUExecutionProvider")
+ARENA_KID_SUBSET_SIZE = env_int("ARENA_KID_SUBSET_SIZE", 1000, minimum=2)
+# Scorers run on new uploads: clip, vqa, fid need weights (GPU queue); ocr, nsfw, quality
+# ship with their packages or need none (CPU queue).
+ARENA_SCORERS = env_list("ARENA_SCORERS", ["clip", "ocr", "nsfw", "quality"])
+ARENA_SCORE_BATCH_SIZE = env_int("ARENA_SCORE_BATCH_SIZE", 0, minimum=0)  # 0: each scorer's declared batch size
 
 # Celery: Redis via CELERY_BROKER_URL, or a filesystem broker under var/ that needs no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
@@ -178,6 +182,9 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("ARENA_DEFAULT_QUEUE", "default")
 ARENA_GPU_QUEUE = env_str("ARENA_GPU_QUEUE", "gpu")
+ARENA_CPU_QUEUE = env_str("ARENA_CPU_QUEUE", "cpu")
+# Judging tasks default to the GPU queue; jobs of scorers that declare needs_gpu=False are
+# sent to ARENA_CPU_QUEUE explicitly (judging.services.scorer_queue).
 CELERY_TASK_ROUTES = {"judging.*": {"queue": ARENA_GPU_QUEUE}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

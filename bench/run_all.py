@@ -14,6 +14,7 @@ ORDER = [
     "bench_fid.py",
     "bench_clip.py",
     "bench_import.py",
+    "bench_scorers.py",
 ]
 
 

@@ -1,6 +1,10 @@
 from django.contrib import admin
+from django.utils.html import format_html
 
-from .models import Embedding, GeneratorMetric, OutputScore, ReferenceSet, ScoreJob
+from .models import Embedding, GeneratorMetric, OutputScore, ReferenceSet, SafetyScreen, ScoreJob
+from .scorers.nsfw import NsfwScorer
+from .screening import outputs_release
+from .services import job_requeue
 
 
 @admin.register(ScoreJob)
@@ -8,13 +12,33 @@ class ScoreJobAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "scorer", "study", "status", "done", "total", "items_per_second", "created_at"]
     list_filter = ["kind", "scorer", "status"]
     readonly_fields = [f.name for f in ScoreJob._meta.fields]
+    actions = ["queue_again"]
+
+    @admin.action(description="Queue again (failed or lost jobs)")
+    def queue_again(self, request, queryset):
+        jobs = [j for j in queryset if j.status != ScoreJob.Status.RUNNING]
+        for job in jobs:
+            job_requeue(job=job)
+        self.message_user(request, f"{len(jobs)} job(s) queued again.")
 
 
 @admin.register(OutputScore)
 class OutputScoreAdmin(admin.ModelAdmin):
-    list_display = ["output", "scorer", "model_id", "value", "created_at"]
+    list_display = ["output", "scorer", "model_id", "value", "summary", "created_at"]
     list_filter = ["scorer", "model_id"]
     raw_id_fields = ["output"]
+
+    @admin.display(description="what the scorer saw")
+    def summary(self, obj):
+        """The OCR's recognised text against the target, the safety screen's labels, or why skipped."""
+        d = obj.details or {}
+        if "skipped" in d:
+            return f"skipped: {d['skipped']}"
+        if "recognised" in d:
+            return f"read {d['recognised']!r} for {d.get('target', '')!r}" + (f" ({d['reason']})" if d.get("reason") else "")
+        if "labels" in d:
+            return ", ".join(d["labels"])
+        return ""
 
 
 @admin.register(GeneratorMetric)
@@ -35,3 +59,34 @@ class EmbeddingAdmin(admin.ModelAdmin):
     list_display = ["image", "model_id", "dim", "created_at"]
     list_filter = ["model_id"]
     raw_id_fields = ["image"]
+
+
+@admin.register(SafetyScreen)
+class SafetyScreenAdmin(admin.ModelAdmin):
+    """Flags review for the safety screen: outputs scored unsafe are withheld from studies
+    that screen until staff release them here (action "Release to annotators")."""
+
+    list_display = ["output", "image", "value", "labels", "released", "created_at"]
+    ordering = ["-value"]
+    raw_id_fields = ["output"]
+    actions = ["release"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(scorer=NsfwScorer.name).select_related("output__image", "output__screening_release")
+
+    @admin.display(description="image")
+    def image(self, obj):
+        return format_html('<img src="{}" alt="" style="max-height:64px">', obj.output.image.url)
+
+    @admin.display(description="labels")
+    def labels(self, obj):
+        return ", ".join((obj.details or {}).get("labels", []))
+
+    @admin.display(boolean=True, description="released")
+    def released(self, obj):
+        return hasattr(obj.output, "screening_release")
+
+    @admin.action(description="Release to annotators")
+    def release(self, request, queryset):
+        n = outputs_release(output_ids=list(queryset.values_list("output_id", flat=True)), user=request.user)
+        self.message_user(request, f"{n} output(s) released to annotators.")

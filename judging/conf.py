@@ -5,6 +5,7 @@ ARENA_CLIP_PRETRAINED  open_clip tag or local checkpoint path    (default laion2
 ARENA_VQA_MODEL        HF hub id or local dir, image-text-to-text (default Qwen/Qwen2-VL-2B-Instruct)
 ARENA_FID_WEIGHTS      local path of pt_inception-2015-12-05-6726825d.pth (default "": unset)
 ARENA_DEVICE           auto | cpu | cuda | cuda:N                (default auto)
+ARENA_ONNX_PROVIDER    onnxruntime execution provider for OCR and safety (default CPUExecutionProvider)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ScorerSettings:
     vqa_model: str = DEFAULT_VQA_MODEL
     fid_weights: str = ""
     device: str = "auto"
+    onnx_provider: str = "CPUExecutionProvider"
 
     def scorer_config(self, name: str) -> dict[str, Any]:
         """Keyword arguments for ``judging.scorers.get_scorer(name, **config)``."""
@@ -35,6 +37,9 @@ class ScorerSettings:
             "clip": {"model_name": self.clip_model, "pretrained": self.clip_pretrained},
             "vqa": {"model": self.vqa_model},
             "fid": {"weights": self.fid_weights},
+            "ocr": {"provider": self.onnx_provider},
+            "nsfw": {"provider": self.onnx_provider},
+            "quality": {},
         }
         try:
             config = configs[name]
@@ -75,6 +80,7 @@ def scorer_settings(source: Any = None) -> ScorerSettings:
         vqa_model=_text(source, "ARENA_VQA_MODEL", DEFAULT_VQA_MODEL) or DEFAULT_VQA_MODEL,
         fid_weights=_text(source, "ARENA_FID_WEIGHTS", ""),
         device=device,
+        onnx_provider=_text(source, "ARENA_ONNX_PROVIDER", "CPUExecutionProvider") or "CPUExecutionProvider",
     )
 
 

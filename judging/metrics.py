@@ -1,4 +1,5 @@
-"""Distribution metrics on image embeddings: Fréchet distance, CMMD, diversity.
+"""Distribution metrics on image embeddings: Fréchet distance, CMMD, diversity, Inception
+Score, KID, improved precision/recall, density/coverage; a mean with its t interval.
 
 Pure numpy; no torch, no Django. Rows of every feature array are samples. All dense
 linear algebra goes through numpy's BLAS/LAPACK only (mixing numpy's and scipy's bundled
@@ -15,7 +16,13 @@ __all__ = [
     "CMMD_SCALE",
     "CMMD_SIGMA",
     "ReferenceStats",
+    "TooFewSamples",
     "cmmd",
+    "density_coverage",
+    "inception_score",
+    "kid",
+    "mean_interval",
+    "precision_recall",
     "frechet_distance",
     "frechet_distance_to_reference",
     "gaussian_stats",
@@ -215,3 +222,165 @@ def mean_pairwise_cosine_distance(x) -> float:
     s = u.sum(axis=0)
     off_diagonal = float(s @ s) - float(np.einsum("ij,ij->", u, u))
     return 1.0 - off_diagonal / (n * (n - 1))
+
+
+# --------------------------------------------------------------------------- IS, KID, PRDC
+
+
+class TooFewSamples(ValueError):
+    """A metric asked of fewer samples than it needs; the message says how many it needs."""
+
+
+def inception_score(logits, splits: int = 10) -> tuple[float, float]:
+    """Inception Score (Salimans et al. 2016) from classifier logits (N x C): mean and
+    (population) standard deviation over ``splits`` contiguous splits ``[i*N//splits,
+    (i+1)*N//splits)`` of exp(mean_x KL(p(y|x) || p(y))), p(y) the split's mean of p(y|x).
+
+    torch-fidelity's ``isc_features_to_metric(..., shuffle=False)`` on the same logits gives
+    the same numbers (it feeds the 1008 "unbiased" logits, pool features @ W^T).
+    """
+    z = _rows(logits, "logits")
+    n = z.shape[0]
+    splits = int(splits)
+    if splits < 1:
+        raise ValueError("inception_score needs splits >= 1")
+    if n < splits:
+        raise TooFewSamples(f"Inception Score with {splits} splits needs at least {splits} samples, got {n}")
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    p = np.exp(log_p)
+    scores = []
+    for i in range(splits):
+        lo, hi = i * n // splits, (i + 1) * n // splits
+        q = p[lo:hi].mean(axis=0, keepdims=True)
+        kl = (p[lo:hi] * (log_p[lo:hi] - np.log(q))).sum(axis=1).mean()
+        scores.append(np.exp(kl))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def _mmd2_unbiased_poly(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD² (diagonals of K_xx, K_yy dropped; all of K_xy kept) with the cubic
+    polynomial kernel k(a, b) = (a·b / d + 1)^3, as torch-fidelity's ``mmd2``."""
+    m, d = x.shape
+    k_xx = (x @ x.T / d + 1.0) ** 3
+    k_yy = (y @ y.T / d + 1.0) ** 3
+    k_xy = (x @ y.T / d + 1.0) ** 3
+    s_xx = k_xx.sum() - np.trace(k_xx)
+    s_yy = k_yy.sum() - np.trace(k_yy)
+    return float((s_xx + s_yy) / (m * (m - 1)) - 2.0 * k_xy.sum() / (m * m))
+
+
+def kid(real, fake, subsets: int = 100, subset_size: int = 1000, *, seed: int = 2020) -> tuple[float, float]:
+    """Kernel Inception Distance (Bińkowski et al. 2018): mean and (population) standard
+    deviation over ``subsets`` of the unbiased MMD² with the cubic polynomial kernel.
+
+    Each subset draws ``subset_size`` rows of ``fake`` and then of ``real`` without
+    replacement from one ``numpy.random.RandomState(seed)``, as torch-fidelity draws
+    input 1 (generated) and input 2 (real), so its ``kid_features_to_metric(fake, real,
+    rng_seed=seed)`` gives the same numbers.
+    """
+    r = _rows(real, "real")
+    f = _rows(fake, "fake")
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"real has {r.shape[1]} features, fake has {f.shape[1]}")
+    subset_size = int(subset_size)
+    if subset_size < 2:
+        raise ValueError("kid needs subset_size >= 2")
+    if len(r) < subset_size or len(f) < subset_size:
+        raise TooFewSamples(
+            f"KID subset size {subset_size} is larger than the set (real: {len(r)}, generated: {len(f)} samples)"
+        )
+    rng = np.random.RandomState(seed)
+    values = np.empty(int(subsets))
+    for i in range(int(subsets)):
+        fi = f[rng.choice(len(f), subset_size, replace=False)]
+        ri = r[rng.choice(len(r), subset_size, replace=False)]
+        values[i] = _mmd2_unbiased_poly(fi, ri)
+    return float(values.mean()), float(values.std())
+
+
+def _pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d2 = np.einsum("ij,ij->i", a, a)[:, None] + np.einsum("ij,ij->i", b, b)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def _kth_neighbour_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance of each row to its k-th nearest other row (the row itself is at 0)."""
+    d = _pairwise_distances(x, x)
+    np.fill_diagonal(d, 0.0)
+    return np.partition(d, k, axis=1)[:, k]
+
+
+def _prdc_inputs(real, fake, k: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    r = _rows(real, "real")
+    f = _rows(fake, "fake")
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"real has {r.shape[1]} features, fake has {f.shape[1]}")
+    if k < 1:
+        raise ValueError(f"{what} needs k >= 1")
+    if len(r) <= k or len(f) <= k:
+        raise TooFewSamples(f"{what} with k = {k} needs more than {k} samples per set (real: {len(r)}, generated: {len(f)})")
+    return r, f
+
+
+def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019).
+
+    precision = share of generated samples within the k-NN radius of some real sample;
+    recall = share of real samples within the k-NN radius of some generated sample
+    (radius: distance to the k-th nearest other sample of the same set; "within" is <=,
+    as the authors' code and torch-fidelity).
+    """
+    r, f = _prdc_inputs(real, fake, k, "precision_recall")
+    r_radii = _kth_neighbour_radii(r, k)
+    f_radii = _kth_neighbour_radii(f, k)
+    d_rf = _pairwise_distances(r, f)
+    precision = float((d_rf <= r_radii[:, None]).any(axis=0).mean())
+    recall = float((d_rf <= f_radii[None, :]).any(axis=1).mean())
+    return precision, recall
+
+
+def density_coverage(real, fake, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020), as the authors' ``prdc`` code.
+
+    density = (1 / (k M)) sum_j sum_i 1[d(f_j, r_i) < rad_k(r_i)];
+    coverage = (1 / N) sum_i 1[min_j d(r_i, f_j) < rad_k(r_i)].
+    """
+    r, f = _prdc_inputs(real, fake, k, "density_coverage")
+    r_radii = _kth_neighbour_radii(r, k)
+    d_rf = _pairwise_distances(r, f)
+    inside = d_rf < r_radii[:, None]
+    density = float(inside.sum(axis=0).mean() / k)
+    coverage = float((d_rf.min(axis=1) < r_radii).mean())
+    return density, coverage
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def mean_interval(values, level: float = 0.95) -> tuple[float, float | None, float | None]:
+    """Mean with its Student-t interval (None bounds with fewer than 2 values)."""
+    from scipy import stats as sps
+
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        raise TooFewSamples("a mean needs at least one value")
+    m = float(v.mean())
+    if v.size < 2:
+        return m, None, None
+    half = float(sps.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return m, m - half, m + half
+
+
+def cohen_kappa_2x2(both: int, only_a: int, only_b: int, neither: int) -> float | None:
+    """Cohen's kappa of two binary raters from their 2x2 table (None when undefined:
+    no items, or chance agreement of 1)."""
+    n = both + only_a + only_b + neither
+    if n == 0:
+        return None
+    observed = (both + neither) / n
+    pa, pb = (both + only_a) / n, (both + only_b) / n
+    expected = pa * pb + (1 - pa) * (1 - pb)
+    if expected >= 1.0:
+        return None
+    return (observed - expected) / (1.0 - expected)

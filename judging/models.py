@@ -1,5 +1,6 @@
 """Automated scores, cached embeddings, reference sets and scoring jobs."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -69,7 +70,7 @@ class OutputScore(models.Model):
     output = models.ForeignKey("arena.Output", on_delete=models.CASCADE, related_name="scores")
     scorer = models.CharField(max_length=30)
     model_id = models.CharField(max_length=200)
-    value = models.FloatField()
+    value = models.FloatField(null=True, blank=True, help_text="The scorer's first measure; empty when the output was skipped (reason in details).")
     details = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -78,7 +79,8 @@ class OutputScore(models.Model):
         indexes = [models.Index(fields=["scorer", "model_id"])]
 
     def __str__(self) -> str:
-        return f"{self.scorer}={self.value:.4f} for output {self.output_id}"
+        shown = "skipped" if self.value is None else f"{self.value:.4f}"
+        return f"{self.scorer}={shown} for output {self.output_id}"
 
 
 class ReferenceSet(models.Model):
@@ -101,21 +103,15 @@ class ReferenceSet(models.Model):
 
 
 class GeneratorMetric(models.Model):
-    """A per-generator number: mean CLIP score, mean VQAScore, FID, FD-CLIP, CMMD, diversity."""
-
-    class Metric(models.TextChoices):
-        CLIP_SCORE = "clip_score", "CLIP score"
-        VQASCORE = "vqascore", "VQAScore"
-        FID = "fid", "FID"
-        FD_CLIP = "fd_clip", "FD-CLIP"
-        CMMD = "cmmd", "CMMD"
-        DIVERSITY = "diversity", "Diversity"
+    """A per-generator number, keyed by a metric a scorer declares (``judging.scorers.Metric``):
+    mean CLIP score, VQAScore, text rendering, unsafe rate, FID, IS, KID, precision... An
+    empty value means it could not be computed; ``details["unavailable"]`` says why."""
 
     generator = models.ForeignKey("arena.Generator", on_delete=models.CASCADE, related_name="metrics")
     study = models.ForeignKey("arena.Study", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    metric = models.CharField(max_length=20, choices=Metric.choices)
+    metric = models.CharField(max_length=30)
     reference = models.ForeignKey(ReferenceSet, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    value = models.FloatField()
+    value = models.FloatField(null=True, blank=True)
     n = models.PositiveIntegerField(default=0)
     details = models.JSONField(default=dict, blank=True)
     computed_at = models.DateTimeField(auto_now=True)
@@ -127,4 +123,24 @@ class GeneratorMetric(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.metric}={self.value:.4f} for {self.generator_id}"
+        shown = "n/a" if self.value is None else f"{self.value:.4f}"
+        return f"{self.metric}={shown} for {self.generator_id}"
+
+
+class ScreeningRelease(models.Model):
+    """Staff looked at an output the safety screen withheld and released it to annotators."""
+
+    output = models.OneToOneField("arena.Output", on_delete=models.CASCADE, related_name="screening_release")
+    released_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    released_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"output {self.output_id} released"
+
+
+class SafetyScreen(OutputScore):
+    """The safety screen's scores, for the staff review of withheld outputs (admin only)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "safety screen result"

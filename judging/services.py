@@ -35,66 +35,89 @@ class JobFailed(Exception):
 # --------------------------------------------------------------------------- configuration
 
 
-def _register_clip_config() -> None:
-    path = getattr(settings, "ARENA_CLIP_MODEL_CONFIG", "")
-    if path:
-        import open_clip
-
-        if not Path(path).is_file():
-            raise JobFailed(f"ARENA_CLIP_MODEL_CONFIG points to {path!r}, which is not a file")
-        open_clip.add_model_config(path)
-
-
-def clip_model_id() -> str:
-    return f"open_clip:{settings.ARENA_CLIP_MODEL}:{Path(settings.ARENA_CLIP_PRETRAINED).name}"
-
-
 def scorer_load(name: str):
-    """The configured scorer, loaded once per worker process (raises JobFailed on bad weights)."""
+    """The configured scorer, loaded once per worker process (raises JobFailed on a model
+    that is missing, corrupt or cannot run here)."""
     from .conf import scorer_settings
-    from .scorers import WeightsUnavailable, get_scorer
+    from .scorers import ModelUnavailable, WeightsUnavailable, get_scorer, scorer_class
 
-    if name == "clip":
-        _register_clip_config()
-    config = scorer_settings().scorer_config(name)
-    config.setdefault("batch_size", settings.ARENA_SCORE_BATCH_SIZE)
+    cls = scorer_class(name)
     try:
+        cls.prepare()
+        config = scorer_settings().scorer_config(name)
+        if settings.ARENA_SCORE_BATCH_SIZE:  # 0: each scorer's declared batch size
+            config.setdefault("batch_size", settings.ARENA_SCORE_BATCH_SIZE)
         return get_scorer(name, **config)
-    except WeightsUnavailable as exc:
+    except (WeightsUnavailable, ModelUnavailable) as exc:
         raise JobFailed(str(exc)) from None
 
 
 def model_id_for(name: str) -> str:
-    if name == "clip":
-        return clip_model_id()
-    if name == "vqa":
-        return f"vqa:{settings.ARENA_VQA_MODEL}"
-    return f"inception-fid:{Path(settings.ARENA_FID_WEIGHTS).name or 'unset'}"
+    """The model id stored with scorer ``name``'s results under the current settings."""
+    from .conf import scorer_settings
+    from .scorers import scorer_class
+
+    return scorer_class(name).model_id(scorer_settings().scorer_config(name))
+
+
+def scorer_queue(name: str) -> str:
+    """The queue a scorer's jobs run on: the GPU queue if it declares ``needs_gpu``, else the CPU one."""
+    from .scorers import scorer_class
+
+    return settings.ARENA_GPU_QUEUE if scorer_class(name).needs_gpu else settings.ARENA_CPU_QUEUE
 
 
 # --------------------------------------------------------------------------- queueing
 
 
 def scoring_enqueue_outputs(*, output_ids: list[int]) -> list[ScoreJob]:
-    """After an import: one scoring job per configured scorer, queued once the rows commit."""
+    """After an import: one scoring job per configured scorer that scores outputs, on its
+    queue, queued once the rows commit; FID follows when configured and a reference exists."""
+    from .scorers import scorer_class
     from .tasks import score_outputs_task
 
     jobs = []
     for name in settings.ARENA_SCORERS:
-        if name not in ("clip", "vqa"):
+        if not scorer_class(name).measures:
             continue
         job = ScoreJob.objects.create(kind=ScoreJob.Kind.SCORE, scorer=name, output_ids=list(output_ids), total=len(output_ids))
-        transaction.on_commit(lambda pk=job.pk: score_outputs_task.delay(pk))
+        queue = scorer_queue(name)
+        transaction.on_commit(lambda pk=job.pk, q=queue: score_outputs_task.apply_async((pk,), queue=q))
         jobs.append(job)
+    if "fid" in settings.ARENA_SCORERS and ReferenceSet.objects.exists():
+        studies = Study.objects.filter(generators__outputs__in=output_ids).values_list("pk", flat=True).distinct()
+        for study_id in set(studies):
+            jobs.append(fid_enqueue(study_id=study_id))
     return jobs
 
 
-def metrics_enqueue(*, study_id: int) -> ScoreJob:
+def metrics_enqueue(*, study_id: int, scorer: str) -> ScoreJob:
+    """Per-generator metrics of one scorer for a study, on the scorer's queue."""
     from .tasks import generator_metrics_task
 
-    job = ScoreJob.objects.create(kind=ScoreJob.Kind.METRICS, scorer="clip", study_id=study_id)
-    transaction.on_commit(lambda: generator_metrics_task.delay(job.pk))
+    job = ScoreJob.objects.create(kind=ScoreJob.Kind.METRICS, scorer=scorer, study_id=study_id)
+    queue = scorer_queue(scorer)
+    transaction.on_commit(lambda: generator_metrics_task.apply_async((job.pk,), queue=queue))
     return job
+
+
+def job_requeue(*, job: ScoreJob) -> None:
+    """Send a failed, or pending but lost, job again to its scorer's queue (idempotent: the
+    worker claims it only while pending, and already stored scores are not recomputed)."""
+    from .scorers import scorer_class
+    from .tasks import fid_task, generator_metrics_task, score_outputs_task
+
+    if job.status == ScoreJob.Status.RUNNING:
+        return
+    ScoreJob.objects.filter(pk=job.pk).update(status=ScoreJob.Status.PENDING, message="", finished_at=None)
+    if job.kind == ScoreJob.Kind.SCORE:
+        task = score_outputs_task
+    elif not scorer_class(job.scorer).measures:  # a set-level scorer: the FID pass
+        task = fid_task
+    else:
+        task = generator_metrics_task
+    queue = scorer_queue(job.scorer)
+    transaction.on_commit(lambda: task.apply_async((job.pk,), queue=queue))
 
 
 def job_claim(*, job_id: int) -> ScoreJob | None:
@@ -169,7 +192,10 @@ def _vectors_cached(shas: list[str], model_id: str, compute) -> dict[str, np.nda
 
 def score_outputs_run(*, job: ScoreJob) -> None:
     """Score the job's outputs not yet scored by this model, batch by batch."""
+    from .scorers import scorer_class
+
     name = job.scorer
+    cls = scorer_class(name)
     scorer = scorer_load(name)
     model_id = model_id_for(name)
     device = str(getattr(scorer, "device", ""))
@@ -177,59 +203,48 @@ def score_outputs_run(*, job: ScoreJob) -> None:
     outputs = list(Output.objects.filter(pk__in=job.output_ids).exclude(pk__in=done_ids).select_related("image", "prompt"))
     done = len(done_ids)
     t0 = time.perf_counter()
-    size = int(getattr(scorer, "batch_size", settings.ARENA_SCORE_BATCH_SIZE) or 32)
+    size = int(getattr(scorer, "batch_size", 0) or cls.default_batch_size)
     for start in range(0, len(outputs), size):
         batch = outputs[start : start + size]
         # The model runs outside any transaction; the batch's scores are written in one.
-        rows = _clip_batch(scorer, batch, model_id) if name == "clip" else _vqa_batch(scorer, batch)
+        rows = output_scores_compute(cls=cls, scorer=scorer, outputs=batch, model_id=model_id)
         with transaction.atomic():
             OutputScore.objects.bulk_create(rows, ignore_conflicts=True)
         done += len(batch)
         _job_progress(job, done, t0, device)
-    _job_done(job, done, t0, message=f"{done} output(s) scored with {model_id}")
+    skipped = OutputScore.objects.filter(output_id__in=job.output_ids, scorer=name, model_id=model_id, value__isnull=True).count()
+    note = f", {skipped} skipped (see details)" if skipped else ""
+    _job_done(job, done, t0, message=f"{done} output(s) scored with {model_id}{note}")
     studies = set(
         Study.objects.filter(generators__outputs__in=job.output_ids).values_list("pk", flat=True).distinct()
     )
-    fid = "fid" in settings.ARENA_SCORERS and ReferenceSet.objects.exists()
     for study_id in studies:
-        metrics_enqueue(study_id=study_id)
-        if fid:
-            fid_enqueue(study_id=study_id)
+        metrics_enqueue(study_id=study_id, scorer=name)
 
 
-def _clip_batch(scorer, batch: list[Output], model_id: str):
-    emb = _vectors_cached([o.image_id for o in batch], model_id, scorer.embed_images)
-    txt = scorer.encode_texts([o.prompt.text for o in batch]).float().cpu().numpy()
-    rows = []
-    for o, t in zip(batch, txt):
-        cos = float(np.dot(emb[o.image_id], t))
-        rows.append(OutputScore(output=o, scorer="clip", model_id=model_id, value=100.0 * max(cos, 0.0), details={"cosine": cos}))
-    return rows
-
-
-def _vqa_batch(scorer, batch: list[Output]):
+def output_scores_compute(*, cls, scorer, outputs: list[Output], model_id: str) -> list[OutputScore]:
+    """Unsaved OutputScore rows for ``outputs``. Scorers that embed images read and fill the
+    embedding cache and score from the cached vectors; the others read the image files."""
     from .scorers import ScoreItem
 
-    items = []
-    handles = []
-    for o in batch:
-        fh = _open(o.image)
-        handles.append(fh)
-        items.append(ScoreItem(image=fh, prompt=o.prompt.text, questions=tuple(o.prompt.questions or ())))
-    try:
-        results = scorer.score_batch(items)
-    finally:
-        for fh in handles:
-            fh.close()
+    items = [
+        ScoreItem(image=None, prompt=o.prompt.text, questions=tuple(o.prompt.questions or ()), text=o.target_text)
+        for o in outputs
+    ]
+    if cls.embeds_images:
+        emb = _vectors_cached([o.image_id for o in outputs], model_id, scorer.embed_images)
+        results = scorer.score_embeddings(np.stack([emb[o.image_id] for o in outputs]), [i.prompt for i in items])
+    else:
+        handles = [_open(o.image) for o in outputs]
+        try:
+            results = scorer.score_batch([ScoreItem(image=fh, prompt=i.prompt, questions=i.questions, text=i.text) for fh, i in zip(handles, items)])
+        finally:
+            for fh in handles:
+                fh.close()
     rows = []
-    for o, r in zip(batch, results):
-        details = {}
-        if o.prompt.questions:
-            details = {
-                "questions": [{"question": q, "p_yes": float(p)} for q, p in zip(o.prompt.questions, r.question_probabilities)],
-                "yes_share": float(r.yes_share),
-            }
-        rows.append(OutputScore(output=o, scorer="vqa", model_id=model_id_for("vqa"), value=float(r.score), details=details))
+    for o, item, result in zip(outputs, items, results):
+        value, details = cls.record(result, item)
+        rows.append(OutputScore(output=o, scorer=cls.name, model_id=model_id, value=value, details=details))
     return rows
 
 
@@ -237,63 +252,94 @@ def _vqa_batch(scorer, batch: list[Output]):
 
 
 def generator_metrics_run(*, job: ScoreJob) -> None:
-    """Mean CLIP score and VQAScore, diversity, and FD-CLIP / CMMD against the newest reference set."""
+    """Per-generator metrics one scorer declares: means (t interval) or shares at the
+    screening threshold (Wilson interval) of its per-output measures; for scorers that embed
+    images, diversity and FD / CMMD against the newest reference set."""
+    from arena.voting import study_outputs
+    from ratings.stats import wilson_interval
+
+    from .scorers import scorer_class
+
+    cls = scorer_class(job.scorer)
     study = Study.objects.get(pk=job.study_id)
     t0 = time.perf_counter()
-    clip_id = clip_model_id()
-    gens = list(study.generators.all())
-    from arena.voting import study_outputs
-
+    model_id = model_id_for(cls.name)
     outputs = list(study_outputs(study).values_list("id", "generator_id", "prompt_id", "image_id"))
     by_gen: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
     for oid, gid, pid, sha in outputs:
         by_gen[gid].append((oid, pid, sha))
-    scores = defaultdict(lambda: defaultdict(list))
-    answers: dict[int, list[dict]] = {}
-    for oid, scorer, value, details in OutputScore.objects.filter(output_id__in=[o[0] for o in outputs]).values_list(
-        "output_id", "scorer", "value", "details"
-    ):
-        scores[scorer][oid].append(value)
-        if scorer == "vqa" and details.get("questions"):
-            answers[oid] = details["questions"]
-    emb = _embeddings_get([o[3] for o in outputs], clip_id)
+    stored = {
+        oid: (value, details or {})
+        for oid, value, details in OutputScore.objects.filter(
+            output_id__in=[o[0] for o in outputs], scorer=cls.name, model_id=model_id
+        ).values_list("output_id", "value", "details")
+    }
+    written = 0
+    with transaction.atomic():
+        for g in study.generators.all():
+            items = by_gen.get(g.pk, [])
+            scored = [stored[oid] for oid, _, _ in items if oid in stored]
+            for metric in cls.metrics:
+                if metric.per_output is None:
+                    continue
+                vals = [v for v in (cls.measure_value(metric.per_output, value, d) for value, d in scored) if v is not None]
+                if not vals:
+                    continue
+                if metric.aggregate == "share_at_threshold":
+                    hits = sum(v >= study.screen_threshold for v in vals)
+                    low, high = wilson_interval(hits, len(vals))
+                    value, details = hits / len(vals), {"count": hits, "threshold": study.screen_threshold}
+                else:
+                    value, low, high = M.mean_interval(vals)
+                    if low is not None:  # a t interval may run past a bounded measure's range
+                        lo_bound, hi_bound = metric.range
+                        low = low if lo_bound is None else max(low, lo_bound)
+                        high = high if hi_bound is None else min(high, hi_bound)
+                    details = {}
+                    if metric is cls.metrics[0]:
+                        details = _question_shares([d["questions"] for _, d in scored if d.get("questions")])
+                _metric_save(g, study, metric.key, value, len(vals), details={**details, "ci_low": low, "ci_high": high})
+                written += 1
+        if cls.embeds_images:
+            written += _embedding_metrics(cls.name, model_id, study, by_gen)
+    _job_done(job, written, t0, message=f"{written} generator metric(s) from {cls.name} for study {study.slug}")
+
+
+def _embedding_metrics(name: str, model_id: str, study: Study, by_gen: dict) -> int:
+    """Diversity, FD and CMMD of cached image embeddings (the scorer embeds the reference set)."""
+    emb = _embeddings_get([sha for items in by_gen.values() for _, _, sha in items], model_id)
     reference = ReferenceSet.objects.filter(images__isnull=False).order_by("-created_at").first()
     ref_stats = ref_emb = None
     if reference is not None:
         ref_ids = list(reference.images.values_list("sha256", flat=True))
-        ref_map = _vectors_cached(ref_ids, clip_id, lambda files: scorer_load("clip").embed_images(files))
+        ref_map = _vectors_cached(ref_ids, model_id, lambda files: scorer_load(name).embed_images(files))
         ref_emb = np.stack([ref_map[s] for s in ref_ids]) if ref_map else None
         if ref_emb is not None and len(ref_emb) >= 2:
             ref_stats = M.prepare_reference(*M.gaussian_stats(ref_emb.astype(np.float64)))
     written = 0
     with transaction.atomic():
-        for g in gens:
+        for g in study.generators.all():
             items = by_gen.get(g.pk, [])
-            for metric, key in ((GeneratorMetric.Metric.CLIP_SCORE, "clip"), (GeneratorMetric.Metric.VQASCORE, "vqa")):
-                vals = [v for oid, _, _ in items for v in scores[key].get(oid, [])]
-                if vals:
-                    details = _question_shares([answers[oid] for oid, _, _ in items if oid in answers]) if key == "vqa" else {}
-                    _metric_save(g, study, metric, float(np.mean(vals)), len(vals), details=details)
-                    written += 1
             per_prompt = defaultdict(list)
             for _, pid, sha in items:
                 if sha in emb:
                     per_prompt[pid].append(emb[sha])
             divs = [M.mean_pairwise_cosine_distance(np.stack(v)) for v in per_prompt.values() if len(v) >= 2]
             if divs:
-                _metric_save(g, study, GeneratorMetric.Metric.DIVERSITY, float(np.mean(divs)), len(divs))
+                _metric_save(g, study, "diversity", float(np.mean(divs)), len(divs))
                 written += 1
-            gen_emb = np.stack([emb[sha] for _, _, sha in items if sha in emb]) if any(sha in emb for _, _, sha in items) else None
-            if ref_stats is not None and gen_emb is not None and len(gen_emb) >= 2:
+            vecs = [emb[sha] for _, _, sha in items if sha in emb]
+            if ref_stats is not None and len(vecs) >= 2:
+                gen_emb = np.stack(vecs)
                 mu, sigma = M.gaussian_stats(gen_emb.astype(np.float64))
-                _metric_save(g, study, GeneratorMetric.Metric.FD_CLIP, M.frechet_distance_to_reference(ref_stats, mu, sigma), len(gen_emb), reference)
-                _metric_save(g, study, GeneratorMetric.Metric.CMMD, M.cmmd(gen_emb, ref_emb), len(gen_emb), reference)
+                _metric_save(g, study, "fd_clip", M.frechet_distance_to_reference(ref_stats, mu, sigma), len(gen_emb), reference)
+                _metric_save(g, study, "cmmd", M.cmmd(gen_emb, ref_emb), len(gen_emb), reference)
                 written += 2
-    _job_done(job, written, t0, message=f"{written} generator metric(s) for study {study.slug}")
+    return written
 
 
 def _metric_save(
-    generator: Generator, study: Study, metric: str, value: float, n: int,
+    generator: Generator, study: Study, metric: str, value: float | None, n: int,
     reference: ReferenceSet | None = None, details: dict | None = None,
 ) -> None:
     GeneratorMetric.objects.update_or_create(
@@ -316,15 +362,20 @@ def _question_shares(per_output: list[list[dict]]) -> dict:
 
 
 def fid_run(*, job: ScoreJob) -> None:
-    """FID of each generator of the study against the reference set's Inception statistics."""
+    """From one Inception pass per generator: FID against the reference set's statistics,
+    and, from the same features, Inception Score (the network's logits), KID, precision /
+    recall and density / coverage against the reference images. A metric the sample sizes
+    do not allow is stored empty with the reason."""
     study = Study.objects.get(pk=job.study_id)
     reference = job.reference or ReferenceSet.objects.order_by("-created_at").first()
     if reference is None:
         raise JobFailed("FID needs a reference set: import one with `manage.py import_reference`")
+    if not reference.inception_stats and not reference.images.exists():
+        raise JobFailed(f"reference set {reference.name!r} is empty: it has no images and no statistics")
     scorer = scorer_load("fid")
     model_id = model_id_for("fid")
     t0 = time.perf_counter()
-    ref_mu, ref_sigma = _reference_inception_stats(reference, scorer, model_id)
+    ref_mu, ref_sigma, ref_feats = _reference_inception_stats(reference, scorer, model_id)
     ref = M.prepare_reference(ref_mu, ref_sigma)
     from arena.voting import study_outputs
 
@@ -335,10 +386,47 @@ def fid_run(*, job: ScoreJob) -> None:
             continue
         feats = _inception_features(shas, scorer, model_id)
         mu, sigma = M.gaussian_stats(feats)
-        _metric_save(g, study, GeneratorMetric.Metric.FID, M.frechet_distance_to_reference(ref, mu, sigma), len(shas), reference)
+        _metric_save(g, study, "fid", M.frechet_distance_to_reference(ref, mu, sigma), len(shas), reference)
+        _distribution_metrics_save(g, study, reference, feats, ref_feats, scorer.logits_from_features(feats))
         done += 1
         _job_progress(job, done, t0, str(getattr(scorer, "device", "")))
-    _job_done(job, done, t0, message=f"FID for {done} generator(s) against {reference.name}")
+    _job_done(job, done, t0, message=f"FID, IS, KID, precision/recall, density/coverage for {done} generator(s) against {reference.name}")
+
+
+def _distribution_metrics_save(g, study, reference, feats, ref_feats, logits) -> None:
+    n = len(feats)
+
+    def save(key: str, compute, ref: ReferenceSet | None = reference) -> None:
+        try:
+            value = compute()
+        except M.TooFewSamples as exc:
+            _metric_save(g, study, key, None, n, ref, details={"unavailable": str(exc)})
+            return
+        if isinstance(value, tuple):
+            _metric_save(g, study, key, value[0], n, ref, details={"std": value[1]})
+        else:
+            _metric_save(g, study, key, value, n, ref)
+
+    save("inception_score", lambda: M.inception_score(logits, splits=10), None)
+    if ref_feats is None:
+        for key in ("kid", "precision", "recall", "density", "coverage"):
+            _metric_save(g, study, key, None, n, reference, details={"unavailable": "the reference set holds statistics only, no images"})
+        return
+    save("kid", lambda: M.kid(ref_feats, feats, subsets=100, subset_size=settings.ARENA_KID_SUBSET_SIZE))
+    pr = _try(lambda: M.precision_recall(ref_feats, feats, k=3))
+    dc = _try(lambda: M.density_coverage(ref_feats, feats, k=5))
+    for key, result, i in (("precision", pr, 0), ("recall", pr, 1), ("density", dc, 0), ("coverage", dc, 1)):
+        if isinstance(result, str):
+            _metric_save(g, study, key, None, n, reference, details={"unavailable": result})
+        else:
+            _metric_save(g, study, key, result[i], n, reference)
+
+
+def _try(compute):
+    try:
+        return compute()
+    except M.TooFewSamples as exc:
+        return str(exc)
 
 
 def _inception_features(shas: list[str], scorer, model_id: str) -> np.ndarray:
@@ -347,11 +435,13 @@ def _inception_features(shas: list[str], scorer, model_id: str) -> np.ndarray:
 
 
 def _reference_inception_stats(reference: ReferenceSet, scorer, model_id: str):
+    """(mu, sigma, features or None) of the reference set."""
     if reference.inception_stats:
         with np.load(reference.inception_stats) as f:
-            return f["mu"], f["sigma"]
+            return f["mu"], f["sigma"], None
     shas = list(reference.images.values_list("sha256", flat=True))
-    return M.gaussian_stats(_inception_features(shas, scorer, model_id))
+    feats = _inception_features(shas, scorer, model_id)
+    return (*M.gaussian_stats(feats), feats)
 
 
 def fid_enqueue(*, study_id: int, reference: ReferenceSet | None = None) -> ScoreJob:

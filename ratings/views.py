@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from arena import roles
 from arena.models import Annotator, Study
-from judging.selectors import metrics_for_board
+from judging.selectors import metrics_for_board, quality_profile, safety_for_board
 
 from . import charts
 from .models import AnnotatorQuality
@@ -61,6 +61,8 @@ def board_context(study: Study, criterion, category: str) -> dict:
                 title="Win rate of the row generator against the column generator",
             )
     ctx["metrics"] = metrics_for_board(study=study, board=board)
+    ctx["safety"] = safety_for_board(study=study)
+    ctx["profile"] = quality_profile(study=study)
     return ctx
 
 
@@ -145,10 +147,19 @@ class LeaderboardApi(APIView):
             return Response({"detail": "Leaderboards are for researchers and staff."}, status=403)
         criterion, _ = _criterion(study, request.query_params.get("criterion"))
         board = leaderboard_get(study=study, criterion=criterion, category=request.query_params.get("category", ""))
-        if board is None:
-            return Response({"detail": "No votes have been rated yet.", "generators": []}, status=200)
         metrics = metrics_for_board(study=study, board=board)
         if metrics:
             metrics = {k: v for k, v in metrics.items() if k != "scatters"}
-        board["metrics"] = metrics
+        profile = quality_profile(study=study)
+        extra = {
+            "metrics": metrics,
+            "safety": safety_for_board(study=study),
+            "quality_profile": (
+                {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
+                if profile else None
+            ),
+        }
+        if board is None:
+            return Response({"detail": "No votes have been rated yet.", "generators": [], **extra}, status=200)
+        board.update(extra)
         return Response(board)

@@ -14,6 +14,8 @@ trap cleanup EXIT INT TERM
 pids+=($!)
 .venv/bin/celery -A arenasite worker -Q gpu -n gpu@%h --pool solo --prefetch-multiplier 1 --loglevel INFO >var/log/worker-gpu.log 2>&1 &
 pids+=($!)
+.venv/bin/celery -A arenasite worker -Q cpu -n cpu@%h --concurrency 1 --prefetch-multiplier 1 --loglevel INFO >var/log/worker-cpu.log 2>&1 &
+pids+=($!)
 cat <<MSG
 
   Image Arena is starting on http://127.0.0.1:8000/
@@ -22,7 +24,7 @@ cat <<MSG
     Uploads (staff):    http://127.0.0.1:8000/staff/uploads/  login admin / arena-admin
     Admin:              http://127.0.0.1:8000/admin/
     API schema:         http://127.0.0.1:8000/api/schema/
-  Worker logs: var/log/worker-default.log, var/log/worker-gpu.log.  Ctrl-C stops everything.
+  Worker logs: var/log/worker-default.log, var/log/worker-gpu.log, var/log/worker-cpu.log.  Ctrl-C stops everything.
 
 MSG
 $PY manage.py runserver 127.0.0.1:8000

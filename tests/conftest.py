@@ -169,10 +169,11 @@ def sample_files(n_generators=2, n_prompts=2) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def celery_worker_process(transactional_db, settings, tmp_path):
+def celery_worker_process(transactional_db, settings, tmp_path, request):
     """A real `celery worker` process on the configured broker, reading the test database.
 
-    It consumes private queues so that no other worker on the same broker takes its tasks.
+    It consumes private queues so that no other worker on the same broker takes its tasks;
+    all of them, or those a ``worker_queues("default", "cpu")`` mark names.
     """
     import subprocess
     import sys
@@ -193,7 +194,7 @@ def celery_worker_process(transactional_db, settings, tmp_path):
     else:
         db_url = f"sqlite:///{db['NAME']}"
     tag = uuid.uuid4().hex[:8]
-    queues = {"default": f"test-default-{tag}", "gpu": f"test-gpu-{tag}"}
+    queues = {"default": f"test-default-{tag}", "gpu": f"test-gpu-{tag}", "cpu": f"test-cpu-{tag}"}
     env = dict(os.environ)
     env.update(
         DATABASE_URL=db_url,
@@ -202,13 +203,16 @@ def celery_worker_process(transactional_db, settings, tmp_path):
         DJANGO_SETTINGS_MODULE="arenasite.settings",
         ARENA_DEFAULT_QUEUE=queues["default"],
         ARENA_GPU_QUEUE=queues["gpu"],
+        ARENA_CPU_QUEUE=queues["cpu"],
         ARENA_RECOMPUTE_DEBOUNCE_SECONDS="0",
     )
     log_path = tmp_path / "worker.log"
     log = open(log_path, "w")
     base = Path(__file__).resolve().parent.parent
+    mark = request.node.get_closest_marker("worker_queues")
+    consumed = [queues[q] for q in mark.args] if mark else list(queues.values())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "arenasite", "worker", "-Q", ",".join(queues.values()),
+        [sys.executable, "-m", "celery", "-A", "arenasite", "worker", "-Q", ",".join(consumed),
          "-P", "solo", "-n", f"test-{tag}@%h", "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -217,6 +221,7 @@ def celery_worker_process(transactional_db, settings, tmp_path):
     app.conf.task_default_queue = queues["default"]
     app.conf.task_routes = {"judging.*": {"queue": queues["gpu"]}}
     app.amqp.__dict__.pop("router", None)
+    settings.ARENA_GPU_QUEUE, settings.ARENA_CPU_QUEUE = queues["gpu"], queues["cpu"]
     deadline = time.monotonic() + 60
     while "ready." not in log_path.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:

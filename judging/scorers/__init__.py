@@ -2,7 +2,18 @@
 
 A scorer turns images (and prompts) into per-output numbers. Each registered class has a
 ``name``, ``load(device)`` and ``score_batch(items) -> list`` (one result per item, same
-order). ``get_scorer(name, **config)`` builds and loads a scorer once per process and
+order), and declares what it is and what it produces, which services, the board and the
+agreement code read instead of knowing scorers by name:
+
+- ``label``, ``needs_gpu`` (routes its jobs to the GPU or the CPU queue),
+  ``default_batch_size``, ``model_id(config)`` (the id stored with every score);
+- ``measures``: the per-output numbers (``Measure``: name, label, direction, range), the
+  first being the one stored as the score's value, the others in its details;
+- ``metrics``: the per-generator columns (``Metric``) with their formula, direction and the
+  per-output measure they average, if any (used for pairwise agreement with people);
+- ``embeds_images``: its per-image vectors are cached and feed diversity / FD / CMMD.
+
+``get_scorer(name, **config)`` builds and loads a scorer once per process and
 configuration; models are loaded lazily, never at import time, and this package imports
 torch only inside functions.
 """
@@ -18,6 +29,9 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "Measure",
+    "Metric",
+    "ModelUnavailable",
     "ScoreItem",
     "Scorer",
     "WeightsUnavailable",
@@ -27,9 +41,68 @@ __all__ = [
     "get_scorer",
     "register_scorer",
     "resolve_device",
+    "scorer_class",
+    "scorer_classes",
+    "metric_catalogue",
 ]
 
-_BUILTIN_MODULES = ("judging.scorers.clip", "judging.scorers.vqa", "judging.scorers.fid")
+_BUILTIN_MODULES = (
+    "judging.scorers.clip",
+    "judging.scorers.vqa",
+    "judging.scorers.fid",
+    "judging.scorers.ocr",
+    "judging.scorers.nsfw",
+    "judging.scorers.quality",
+)
+
+HIGHER = "higher"
+LOWER = "lower"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A per-output number: ``direction`` is "higher" or "lower" (which is better) and
+    ``range`` its (low, high) bounds, ``None`` for unbounded."""
+
+    name: str
+    label: str
+    direction: str = HIGHER
+    range: tuple[float | None, float | None] = (None, None)
+    description: str = ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == HIGHER
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-generator column on the board.
+
+    ``per_output`` names the scorer measure whose per-generator mean (with a 95 % t
+    interval) this column is; ``None`` for metrics computed from a whole set (FID, KID...).
+    ``profile`` names the quality-profile axis it feeds, if any; ``aggregate`` is "mean"
+    (with a 95 % t interval) or "share_at_threshold" (share of outputs at or above the
+    study's screening threshold, with a Wilson interval).
+    """
+
+    key: str
+    label: str
+    formula: str
+    direction: str = HIGHER
+    range: tuple[float | None, float | None] = (None, None)
+    per_output: str | None = None
+    digits: int = 3
+    profile: str = ""
+    aggregate: str = "mean"  # or "share_at_threshold": share of outputs with the measure >= the study's screening threshold
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == HIGHER
+
+
+class ModelUnavailable(Exception):
+    """A model shipped with a package is missing, corrupt or cannot run on the asked provider."""
 
 
 class WeightsUnavailable(Exception):
@@ -47,11 +120,12 @@ class WeightsUnavailable(Exception):
 @dataclass(frozen=True)
 class ScoreItem:
     """One output to score: an image (path, bytes, file object or PIL image), its prompt,
-    and optional yes/no questions about it."""
+    optional yes/no questions about it, and the text it should render (manifest ``text``)."""
 
     image: Any
     prompt: str = ""
     questions: tuple[str, ...] = ()
+    text: str = ""
 
 
 def as_item(obj: Any) -> ScoreItem:
@@ -69,6 +143,7 @@ def as_item(obj: Any) -> ScoreItem:
             image=obj["image"],
             prompt=obj.get("prompt") or "",
             questions=tuple(obj.get("questions") or ()),
+            text=obj.get("text") or "",
         )
     return ScoreItem(image=obj)
 
@@ -86,7 +161,40 @@ class Scorer:
     """Base class: subclasses set ``name`` and implement ``load`` and ``score_batch``."""
 
     name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
     default_batch_size: ClassVar[int] = 32
+    needs_gpu: ClassVar[bool] = True
+    embeds_images: ClassVar[bool] = False
+    measures: ClassVar[tuple[Measure, ...]] = ()
+    metrics: ClassVar[tuple[Metric, ...]] = ()
+
+    @classmethod
+    def model_id(cls, config: dict) -> str:
+        """The id stored with this scorer's results for a configuration (its settings)."""
+        return cls.name
+
+    @classmethod
+    def prepare(cls) -> None:
+        """Process-wide set-up before the first load (e.g. registering a model config)."""
+
+    @classmethod
+    def record(cls, result: Any, item: "ScoreItem") -> tuple[float | None, dict]:
+        """(value stored for the output: the first measure, or None when skipped; details
+        with the other measures under "measures") of one ``score_batch`` result."""
+        if isinstance(result, dict):
+            first = cls.measures[0].name
+            return float(result[first]), {"measures": {k: float(v) for k, v in result.items() if k != first}}
+        return float(result), {}
+
+    @classmethod
+    def measure_value(cls, measure: str, value: float | None, details: dict) -> float | None:
+        """Read measure ``measure`` back from a stored (value, details)."""
+        if value is None:
+            return None
+        if cls.measures and measure == cls.measures[0].name:
+            return value
+        v = (details or {}).get("measures", {}).get(measure)
+        return None if v is None else float(v)
 
     def __init__(self, *, batch_size: int | None = None, num_workers: int | None = None):
         self.batch_size = int(batch_size or self.default_batch_size)
@@ -156,6 +264,28 @@ def _load_builtins() -> None:
     for module in _BUILTIN_MODULES:
         importlib.import_module(module)
     _builtins_loaded = True
+
+
+def scorer_class(name: str) -> type[Scorer]:
+    """The registered class ``name`` (its declarations; nothing is loaded)."""
+    _load_builtins()
+    with _LOCK:
+        try:
+            return _REGISTRY[name]
+        except KeyError:
+            raise KeyError(f"unknown scorer {name!r}; available: {sorted(_REGISTRY)}") from None
+
+
+def scorer_classes() -> list[type[Scorer]]:
+    """Registered classes in registration order (built-ins first)."""
+    _load_builtins()
+    with _LOCK:
+        return list(_REGISTRY.values())
+
+
+def metric_catalogue() -> list[tuple[type[Scorer], Metric]]:
+    """Every declared per-generator metric with the scorer that declares it, board order."""
+    return [(cls, m) for cls in scorer_classes() for m in cls.metrics]
 
 
 def available_scorers() -> list[str]:

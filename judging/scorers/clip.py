@@ -15,17 +15,32 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from judging.images import iter_image_batches, load_image
-from judging.scorers import Scorer, WeightsUnavailable, as_item, register_scorer, resolve_device
+from judging.scorers import (
+    LOWER,
+    Measure,
+    Metric,
+    ModelUnavailable,
+    Scorer,
+    WeightsUnavailable,
+    as_item,
+    register_scorer,
+    resolve_device,
+)
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEFAULT_CLIP_MODEL", "DEFAULT_CLIP_PRETRAINED", "ClipResult", "ClipScorer"]
+__all__ = ["DEFAULT_CLIP_MODEL", "DEFAULT_CLIP_PRETRAINED", "ClipResult", "ClipScorer", "clip_score_from_cosine"]
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 SETTING_PRETRAINED = "ARENA_CLIP_PRETRAINED"
 SETTING_MODEL = "ARENA_CLIP_MODEL"
+
+
+def clip_score_from_cosine(cosine):
+    """CLIPScore = 100 * max(cos, 0) (Hessel et al. 2021 with w = 100); scalar or array."""
+    return 100.0 * np.maximum(cosine, 0.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +49,7 @@ class ClipResult:
 
     score: float
     embedding: np.ndarray
+    cosine: float | None = None
 
 
 @register_scorer
@@ -44,7 +60,54 @@ class ClipScorer(Scorer):
     """
 
     name = "clip"
+    label = "CLIP"
     default_batch_size = 64
+    needs_gpu = True
+    embeds_images = True
+    measures = (Measure("clip_score", "CLIP score", range=(0.0, 100.0)),)
+    metrics = (
+        Metric(
+            "clip_score", "CLIP score",
+            "mean over the generator's outputs of 100 · max(cos(image, prompt), 0) with the configured open_clip model",
+            range=(0.0, 100.0), per_output="clip_score", digits=2, profile="alignment (CLIP score)",
+        ),
+        Metric("fd_clip", "FD-CLIP", "Fréchet distance of CLIP image embeddings to the reference set; lower is better", LOWER, (0.0, None), digits=2),
+        Metric("cmmd", "CMMD", "MMD² with a Gaussian kernel (σ=10, ×1000) between CLIP embeddings and the reference set; lower is better", LOWER),
+        Metric(
+            "diversity", "Diversity",
+            "mean pairwise cosine distance between CLIP embeddings of a generator's outputs for the same prompt",
+            range=(0.0, 2.0), profile="diversity (CLIP)",
+        ),
+    )
+
+    @classmethod
+    def prepare(cls) -> None:
+        """Register ARENA_CLIP_MODEL_CONFIG (a custom open_clip architecture), if set."""
+        from django.conf import settings
+
+        path = getattr(settings, "ARENA_CLIP_MODEL_CONFIG", "")
+        if path:
+            import open_clip
+
+            if not os.path.isfile(path):
+                raise ModelUnavailable(f"ARENA_CLIP_MODEL_CONFIG points to {path!r}, which is not a file")
+            open_clip.add_model_config(path)
+
+    @classmethod
+    def record(cls, result: "ClipResult", item) -> tuple[float | None, dict]:
+        return float(result.score), ({"cosine": result.cosine} if result.cosine is not None else {})
+
+    def score_embeddings(self, embeddings: np.ndarray, prompts: Sequence[str]) -> list["ClipResult"]:
+        """Scores of already computed (cached) normalised image embeddings against prompts."""
+        txt = self.encode_texts(list(prompts)).float().cpu().numpy()
+        cos = np.einsum("ij,ij->i", np.asarray(embeddings, dtype=np.float32), txt).astype(np.float64)
+        scores = clip_score_from_cosine(cos)
+        return [ClipResult(score=float(s), embedding=e, cosine=float(c)) for s, e, c in zip(scores, embeddings, cos)]
+
+    @classmethod
+    def model_id(cls, config: dict) -> str:
+        pretrained = str(config.get("pretrained", ""))
+        return f"open_clip:{config.get('model_name', '')}:{os.path.basename(pretrained) or pretrained}"
 
     def __init__(
         self,
@@ -184,7 +247,7 @@ class ClipScorer(Scorer):
             if prompts is not None:
                 txt = self.encode_texts(prompts)
                 cos = (img * txt).sum(dim=-1)
-                scores = (100.0 * cos.clamp(min=0)).cpu().numpy().astype(np.float64)
+                scores = clip_score_from_cosine(cos.cpu().numpy().astype(np.float64))
         return img.cpu().numpy().astype(np.float32), scores
 
     def encode_texts(self, prompts: Sequence[str]) -> "torch.Tensor":

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from judging.images import iter_image_batches, load_image
-from judging.scorers import Scorer, WeightsUnavailable, as_item, register_scorer, resolve_device
+from judging.scorers import LOWER, Metric, Scorer, WeightsUnavailable, as_item, register_scorer, resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -112,7 +112,23 @@ class FIDFeatureScorer(Scorer):
     on ``gaussian_stats`` of these features."""
 
     name = "fid"
+    label = "Inception (FID, IS, KID, precision/recall)"
     default_batch_size = 50
+    needs_gpu = True
+    embeds_images = False
+    metrics = (
+        Metric("fid", "FID", "Fréchet distance of Inception-v3 pool features (pytorch-fid) to the reference set; lower is better", LOWER, (0.0, None), digits=2),
+        Metric("inception_score", "IS", "Inception Score exp(E KL(p(y|x) || p(y))) from the same network's 1008 logits, 10 contiguous splits (mean)", range=(1.0, 1008.0), digits=2),
+        Metric("kid", "KID", "unbiased MMD² with the cubic polynomial kernel (x·y/d + 1)³ on Inception pool features vs the reference set, mean over 100 subsets as torch-fidelity; lower is better", LOWER, digits=4),
+        Metric("precision", "Precision", "improved precision (Kynkäänniemi et al. 2019, k = 3): share of generated samples inside the reference manifold", range=(0.0, 1.0), profile="fidelity (precision)"),
+        Metric("recall", "Recall", "improved recall (k = 3): share of reference samples inside the generated manifold", range=(0.0, 1.0)),
+        Metric("density", "Density", "density (Naeem et al. 2020, k = 5)", range=(0.0, None)),
+        Metric("coverage", "Coverage", "coverage (Naeem et al. 2020, k = 5): share of reference samples whose k-NN ball holds a generated sample", range=(0.0, 1.0)),
+    )
+
+    @classmethod
+    def model_id(cls, config: dict) -> str:
+        return f"inception-fid:{os.path.basename(str(config.get('weights') or '')) or 'unset'}"
 
     def __init__(self, weights: str = "", *, batch_size: int | None = None, num_workers: int | None = None):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
@@ -171,6 +187,14 @@ class FIDFeatureScorer(Scorer):
         with torch.inference_mode():
             out = self.model(pixels.to(device=device, dtype=torch.float32, non_blocking=True))
         return out.float().cpu().numpy()
+
+    def logits_from_features(self, features: np.ndarray) -> np.ndarray:
+        """(N, 1008) float64 logits of the same network's final layer applied to its pool
+        features, without the bias: features @ W.T (torch-fidelity's "logits_unbiased",
+        its Inception Score input, as in the original TensorFlow code)."""
+        self._require_loaded()
+        w = self.model.inception.fc.weight.detach().double().cpu().numpy()
+        return np.asarray(features, dtype=np.float64) @ w.T
 
     def score_batch(self, items: Sequence[Any]) -> list[np.ndarray]:
         """One (2048,) float32 feature vector per item."""

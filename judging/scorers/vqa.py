@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from judging.images import iter_image_batches, load_image
-from judging.scorers import Scorer, WeightsUnavailable, as_item, register_scorer, resolve_device
+from judging.scorers import Measure, Metric, Scorer, WeightsUnavailable, as_item, register_scorer, resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +66,31 @@ class VQAScorer(Scorer):
     """``model`` is a hub id or a local directory holding the model and its processor."""
 
     name = "vqa"
+    label = "VQAScore"
     default_batch_size = 8
+    needs_gpu = True
+    measures = (Measure("vqascore", "VQAScore", range=(0.0, 1.0)),)
+    metrics = (
+        Metric(
+            "vqascore", "VQAScore",
+            "mean P(\"Yes\") to 'Does this figure show \"{prompt}\"? Please answer yes or no.' from the VQA model's next-token logits",
+            range=(0.0, 1.0), per_output="vqascore", profile="alignment (VQAScore)",
+        ),
+    )
+
+    @classmethod
+    def record(cls, result: "VQAResult", item) -> tuple[float | None, dict]:
+        details = {}
+        if item.questions:
+            details = {
+                "questions": [{"question": q, "p_yes": float(p)} for q, p in zip(item.questions, result.question_probabilities)],
+                "yes_share": float(result.yes_share),
+            }
+        return float(result.score), details
+
+    @classmethod
+    def model_id(cls, config: dict) -> str:
+        return f"vqa:{config.get('model', '')}"
 
     def __init__(
         self,

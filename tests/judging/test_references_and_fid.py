@@ -94,3 +94,53 @@ def test_fid_without_weights_fails_the_job_naming_the_setting(make_study, tmp_pa
     job.refresh_from_db()
     assert job.status == "failed" and "ARENA_FID_WEIGHTS" in job.message
     assert not GeneratorMetric.objects.filter(metric="fid").exists()
+
+
+def test_the_fid_pass_also_gives_is_kid_precision_recall_density_and_coverage(make_study, tmp_path, settings, fid_weights, researcher):
+    # The metric functions are checked against torch-fidelity and prdc in test_distribution_metrics;
+    # here: they are fed the same network's features and logits, and small sets say so.
+    import torch as T
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    from judging.scorers.fid import FIDFeatureScorer
+    from tests.conftest import client_for
+
+    settings.ARENA_FID_WEIGHTS = str(fid_weights)
+    settings.ARENA_DEVICE = "cpu"
+    settings.ARENA_KID_SUBSET_SIZE = 8
+    clear_scorer_cache()
+    study = make_study(kinds=("pairwise",), prompts=12, generators=["alpha-gen", "beta-gen"])
+    call_command("import_reference", "ref", str(image_folder(tmp_path / "ref", 12, seed=1)), stdout=io.StringIO())
+    job = ScoreJob.objects.create(kind="metrics", scorer="fid", study=study)
+    fid_run(job=job)
+    assert ScoreJob.objects.get(pk=job.pk).status == "done"
+
+    net = FIDFeatureScorer(str(fid_weights)).load("cpu")
+    paths = [str(settings.MEDIA_ROOT / o.image.relative_path) for o in Output.objects.filter(generator__name="alpha-gen")]
+    with T.inference_mode():
+        pool = T.from_numpy(net.features(paths)).double()
+        logits = pool @ net.model.inception.fc.weight.double().T  # torch-fidelity's "logits_unbiased"
+    expected = isc_features_to_metric(logits, splits=10, shuffle=False)["inception_score_mean"]
+    got = {m.metric: m for m in GeneratorMetric.objects.filter(generator__name="alpha-gen")}
+    assert got["inception_score"].value == pytest.approx(expected, rel=1e-5)
+    for key in ("kid", "precision", "recall", "density", "coverage"):
+        assert got[key].value is not None and got[key].n == 12, key
+    assert 0 <= got["precision"].value <= 1 and 0 <= got["coverage"].value <= 1
+
+    settings.ARENA_KID_SUBSET_SIZE = 1000
+    fid_run(job=ScoreJob.objects.create(kind="metrics", scorer="fid", study=study))
+    kid = GeneratorMetric.objects.get(generator__name="alpha-gen", metric="kid")
+    assert kid.value is None and "KID subset size 1000 is larger than the set" in kid.details["unavailable"]
+    page = client_for(researcher).get(f"/leaderboard/{study.slug}/").content.decode()
+    assert "KID subset size 1000 is larger than the set" in page and "n/a" in page
+
+
+def test_an_empty_reference_set_is_a_clear_job_error(make_study, settings, fid_weights):
+    settings.ARENA_FID_WEIGHTS = str(fid_weights)
+    study = make_study(kinds=("pairwise",), prompts=2)
+    ReferenceSet.objects.create(name="empty", source="images")
+    job = ScoreJob.objects.create(kind="metrics", scorer="fid", study=study, status="running")
+    from judging.services import JobFailed
+
+    with pytest.raises(JobFailed, match="reference set 'empty' is empty"):
+        fid_run(job=job)

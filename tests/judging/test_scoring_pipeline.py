@@ -149,12 +149,12 @@ def test_missing_weights_fail_the_job_with_the_setting_named(settings, tmp_path,
 
 
 def test_the_board_shows_metric_columns_and_their_agreement_with_people(make_study, researcher, settings):
-    from judging.services import generator_metrics_run
+    from judging.services import generator_metrics_run, model_id_for
 
     study = make_study(kinds=("pairwise",), prompts=6, quota_per_annotator=500)
     rng = np.random.default_rng(5)
     for out in Output.objects.all():
-        OutputScore.objects.create(output=out, scorer="clip", model_id="m", value=float(rng.uniform(10, 40)))
+        OutputScore.objects.create(output=out, scorer="clip", model_id=model_id_for("clip"), value=float(rng.uniform(10, 40)))
     job = ScoreJob.objects.create(kind="metrics", scorer="clip", study=study)
     generator_metrics_run(job=job)
     scores = dict(OutputScore.objects.values_list("output_id", "value"))
@@ -206,18 +206,18 @@ def test_only_staff_read_jobs_over_the_api(personas, persona, expected):
 
 
 def test_decomposed_questions_show_which_property_failed(make_study, researcher):
-    from judging.services import generator_metrics_run
+    from judging.services import generator_metrics_run, model_id_for
     from tests.conftest import client_for
 
     study = make_study(kinds=("pairwise",), prompts=2)
     for out in Output.objects.select_related("generator"):
         says_red = out.generator.name != "narwhal-gan"
         OutputScore.objects.create(
-            output=out, scorer="vqa", model_id="m", value=0.7,
+            output=out, scorer="vqa", model_id=model_id_for("vqa"), value=0.7,
             details={"questions": [{"question": "Is there a cube?", "p_yes": 0.9},
                                    {"question": "Is the cube red?", "p_yes": 0.8 if says_red else 0.2}], "yes_share": 1.0},
         )
-    generator_metrics_run(job=ScoreJob.objects.create(kind="metrics", scorer="clip", study=study))
+    generator_metrics_run(job=ScoreJob.objects.create(kind="metrics", scorer="vqa", study=study))
     narwhal = GeneratorMetric.objects.get(generator__name="narwhal-gan", metric="vqascore")
     assert narwhal.details["questions"]["Is the cube red?"] == {"yes_share": 0.0, "n": 2}
     assert narwhal.details["questions"]["Is there a cube?"] == {"yes_share": 1.0, "n": 2}

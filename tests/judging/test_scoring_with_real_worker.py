@@ -38,3 +38,36 @@ def test_an_uploaded_zip_is_scored_by_the_gpu_queue_worker_with_no_further_actio
     assert score_job["done"] == score_job["total"] == 9 and score_job["items_per_second"] > 0
     assert OutputScore.objects.filter(scorer="clip").count() == 9
     assert ScoreJob.objects.filter(kind="score").count() == 1
+
+
+@pytest.fixture
+def cpu_scorers_env(monkeypatch):
+    monkeypatch.setenv("ARENA_SCORERS", "ocr,nsfw,quality")
+
+
+@pytest.mark.worker_queues("default", "cpu")
+def test_a_site_without_a_gpu_worker_still_gets_text_safety_and_quality_scores(cpu_scorers_env, celery_worker_process, admin_user, tmp_path):
+    # The worker consumes only the default and CPU queues: nothing here needs the GPU queue.
+    from tests.judging.test_ocr_scorer import rendered
+
+    files = {"sign.png": rendered("OPEN LATE"), "blank.png": rendered("")}
+    rows = [{"generator": "typeset-xl", "prompt": 'a sign that says "OPEN LATE"', "image": "sign.png"},
+            {"generator": "blank-gan", "prompt": 'a sign that says "OPEN LATE"', "image": "blank.png"}]
+    from tests.conftest import manifest_jsonl
+
+    files["manifest.jsonl"] = manifest_jsonl(rows)
+    client = api_client_for(admin_user)
+    path = make_zip(tmp_path / "signs.zip", files)
+    assert client.post("/api/uploads/", {"file": SimpleUploadedFile("signs.zip", path.read_bytes())}, format="multipart").status_code == 202
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        jobs = [j for j in client.get("/api/jobs/").json() if j["kind"] == "score"]
+        if len(jobs) == 3 and all(j["status"] in ("done", "failed") for j in jobs):
+            break
+        time.sleep(0.3)
+    assert sorted((j["scorer"], j["status"]) for j in jobs) == [("nsfw", "done"), ("ocr", "done"), ("quality", "done")], (
+        jobs, celery_worker_process.log_path.read_text()[-3000:])
+    ocr = dict(OutputScore.objects.filter(scorer="ocr").values_list("output__generator__name", "value"))
+    assert ocr["typeset-xl"] == 1.0 and ocr["blank-gan"] < 1.0
+    blank = OutputScore.objects.get(scorer="ocr", output__generator__name="blank-gan")
+    assert blank.details["reason"] == "no text found in the image"
