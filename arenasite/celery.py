@@ -1,9 +1,60 @@
 import os
 
-from celery import Celery
+from celery import Celery, bootsteps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arenasite.settings")
 
 app = Celery("arenasite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+class Keeper(bootsteps.StartStopStep):
+    """A thread in every worker: every ARENA_SWEEP_SECONDS it records that the worker is alive
+    and, in workers that serve the default queue, sweeps for derived work that is owed and has
+    no message or live run (ops.services.derivations_sweep). It needs no extra process and keeps
+    working while the broker is down (what it cannot queue then, it queues on a later beat)."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs):
+        self.thread = None
+        self.stop_event = None
+
+    def start(self, worker):
+        import logging
+        import threading
+
+        from django.conf import settings
+        from django.db import close_old_connections, connection
+        from django.utils import timezone
+
+        from ops.services import worker_tick
+
+        queues = sorted(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
+        sweep = settings.CELERY_TASK_DEFAULT_QUEUE in queues
+        started_at, pid, hostname = timezone.now(), os.getpid(), worker.hostname
+        self.stop_event = stop = threading.Event()
+        log = logging.getLogger("arenasite.keeper")
+
+        def run():
+            while True:
+                try:
+                    close_old_connections()
+                    worker_tick(hostname=hostname, queues=queues, pid=pid, started_at=started_at, sweep=sweep)
+                except Exception:
+                    log.exception("worker keeper beat failed")
+                if stop.wait(settings.ARENA_SWEEP_SECONDS):
+                    break
+            connection.close()
+
+        self.thread = threading.Thread(target=run, name="arena-keeper", daemon=True)
+        self.thread.start()
+
+    def stop(self, worker):
+        if self.stop_event is not None:
+            self.stop_event.set()
+            self.thread.join(timeout=5)
+
+
+app.steps["worker"].add(Keeper)

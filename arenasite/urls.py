@@ -4,7 +4,9 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from arena import urls as arena_urls
-from arena.views import healthz, media_file
+from arena.views import media_file
+from ops import urls as ops_urls
+from ops.views import healthz
 from ratings import urls as ratings_urls
 from ratings import urls_exports
 from judging import urls as judging_urls
@@ -16,6 +18,7 @@ api_patterns = [
     *ratings_urls.api_urlpatterns,
     *urls_exports.api_urlpatterns,
     *judging_urls.api_urlpatterns,
+    *ops_urls.api_urlpatterns,
 ]
 
 urlpatterns = [
@@ -25,6 +28,7 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     re_path(r"^media/(?P<path>.+)$", media_file, name="media"),
     path("", include("ratings.urls")),
+    path("", include("ops.urls")),
     path("", include("judging.urls")),
     path("", include("arena.urls")),
 ]

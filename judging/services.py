@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from arena import derived
 from arena.models import Generator, Image, Output, Study
 
 from . import metrics as M
@@ -77,30 +79,88 @@ def model_id_for(name: str) -> str:
 
 def scoring_enqueue_outputs(*, output_ids: list[int]) -> list[ScoreJob]:
     """After an import: one scoring job per configured scorer, queued once the rows commit."""
-    from .tasks import score_outputs_task
-
     jobs = []
     for name in settings.ARENA_SCORERS:
         if name not in ("clip", "vqa"):
             continue
         job = ScoreJob.objects.create(kind=ScoreJob.Kind.SCORE, scorer=name, output_ids=list(output_ids), total=len(output_ids))
-        transaction.on_commit(lambda pk=job.pk: score_outputs_task.delay(pk))
+        transaction.on_commit(lambda pk=job.pk: job_dispatch(job_id=pk))
         jobs.append(job)
     return jobs
 
 
 def metrics_enqueue(*, study_id: int) -> ScoreJob:
-    from .tasks import generator_metrics_task
-
     job = ScoreJob.objects.create(kind=ScoreJob.Kind.METRICS, scorer="clip", study_id=study_id)
-    transaction.on_commit(lambda: generator_metrics_task.delay(job.pk))
+    transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
     return job
+
+
+def _job_task(job: ScoreJob):
+    from .tasks import fid_task, generator_metrics_task, score_outputs_task
+
+    if job.kind == ScoreJob.Kind.SCORE:
+        return score_outputs_task
+    return fid_task if job.scorer == "fid" else generator_metrics_task
+
+
+def job_dispatch(*, job_id: int) -> bool:
+    """Queue a pending job unless a message for it is already on its way (never raises: with the
+    broker down the job stays pending and the sweep queues it)."""
+    job = ScoreJob.objects.filter(pk=job_id, status=ScoreJob.Status.PENDING).first()
+    if job is None:
+        return False
+    return derived.dispatch(
+        ScoreJob, pk=job.pk, requested_at=job.created_at, queued_at=job.queued_at, task=_job_task(job), args=(job.pk,)
+    )
+
+
+def job_takeover(*, job_id: int, force: bool = False) -> bool:
+    """Put back a job whose worker died (heartbeat stopped) so it runs again from the start;
+    `force` (staff "re-run") also takes a failed one. Scores already written are kept, so the
+    new run only does what is left. True if the job was put back (or re-queued)."""
+    now = timezone.now()
+    job = ScoreJob.objects.filter(pk=job_id).first()
+    if job is None:
+        return False
+    if job.status == ScoreJob.Status.PENDING:
+        if force:
+            ScoreJob.objects.filter(pk=job_id).update(queued_at=None)
+        return job_dispatch(job_id=job_id)
+    if job.status == ScoreJob.Status.RUNNING and derived.heartbeat_stale(job.heartbeat_at, now=now):
+        lookup = {"status": ScoreJob.Status.RUNNING, "heartbeat_at": job.heartbeat_at}
+        error = "the worker running this job stopped; queued again"
+    elif job.status == ScoreJob.Status.FAILED and force:
+        lookup = {"status": ScoreJob.Status.FAILED}
+        error = "re-run by staff"
+    else:
+        return False
+    errors = (job.errors or []) + [{"at": now.isoformat(), "error": error}]
+    if not ScoreJob.objects.filter(pk=job_id, **lookup).update(
+        status=ScoreJob.Status.PENDING, heartbeat_at=None, queued_at=None, started_at=None, finished_at=None,
+        done=0, attempts=job.attempts + 1, errors=errors[-MAX_ERRORS:], message="",
+    ):
+        return False
+    logger.warning("scoring job %s put back: %s", job_id, error)
+    return job_dispatch(job_id=job_id)
+
+
+def jobs_catch_up() -> int:
+    """Queue pending jobs whose message was lost; put back running jobs whose worker died."""
+    sent = 0
+    for pk in ScoreJob.objects.filter(status=ScoreJob.Status.PENDING).values_list("pk", flat=True):
+        sent += job_dispatch(job_id=pk)
+    stale = timezone.now() - derived.stale_after()
+    for pk in ScoreJob.objects.filter(status=ScoreJob.Status.RUNNING).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
+    ).values_list("pk", flat=True):
+        sent += job_takeover(job_id=pk)
+    return sent
 
 
 def job_claim(*, job_id: int) -> ScoreJob | None:
     now = timezone.now()
     claimed = ScoreJob.objects.filter(pk=job_id, status=ScoreJob.Status.PENDING).update(
-        status=ScoreJob.Status.RUNNING, started_at=now
+        status=ScoreJob.Status.RUNNING, started_at=now, heartbeat_at=now, queued_at=None
     )
     return ScoreJob.objects.get(pk=job_id) if claimed else None
 
@@ -108,8 +168,9 @@ def job_claim(*, job_id: int) -> ScoreJob | None:
 def job_release_for_retry(*, job: ScoreJob, error: str) -> None:
     """A transient failure: record it and put the job back so the retry can claim it."""
     errors = (job.errors or []) + [{"at": timezone.now().isoformat(), "error": error}]
+    # Marked queued: the retry message follows with a countdown far below the stale bound.
     ScoreJob.objects.filter(pk=job.pk).update(
-        status=ScoreJob.Status.PENDING, attempts=job.attempts + 1, errors=errors[-MAX_ERRORS:]
+        status=ScoreJob.Status.PENDING, attempts=job.attempts + 1, errors=errors[-MAX_ERRORS:], queued_at=timezone.now()
     )
 
 
@@ -355,10 +416,8 @@ def _reference_inception_stats(reference: ReferenceSet, scorer, model_id: str):
 
 
 def fid_enqueue(*, study_id: int, reference: ReferenceSet | None = None) -> ScoreJob:
-    from .tasks import fid_task
-
     job = ScoreJob.objects.create(kind=ScoreJob.Kind.METRICS, scorer="fid", study_id=study_id, reference=reference)
-    transaction.on_commit(lambda: fid_task.delay(job.pk))
+    transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
     return job
 
 

@@ -19,7 +19,7 @@ from judging.selectors import metrics_for_board
 
 from . import charts
 from .selectors import categories_get, leaderboard_get
-from .services import recompute_schedule
+from .services import ratings_catch_up, recompute_request
 
 
 def can_view(user, study: Study) -> bool:
@@ -76,6 +76,7 @@ def leaderboard_page(request, slug: str):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         raise PermissionDenied("Leaderboards are for researchers and staff.")
+    ratings_catch_up(study_id=study.pk)
     criterion, criteria = _criterion(study, request.GET.get("criterion"))
     category = request.GET.get("category", "")
     ctx = board_context(study, criterion, category)
@@ -95,7 +96,7 @@ def leaderboard_recompute(request, slug: str):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         raise PermissionDenied
-    recompute_schedule(study_id=study.pk, countdown=0)
+    recompute_request(study_id=study.pk, now_please=True)
     return redirect("ratings:leaderboard", slug=slug)
 
 
@@ -115,6 +116,7 @@ class LeaderboardApi(APIView):
             if not request.user.is_authenticated:
                 return Response({"detail": "Authentication credentials were not provided."}, status=401)
             return Response({"detail": "Leaderboards are for researchers and staff."}, status=403)
+        ratings_catch_up(study_id=study.pk)
         criterion, _ = _criterion(study, request.query_params.get("criterion"))
         board = leaderboard_get(study=study, criterion=criterion, category=request.query_params.get("category", ""))
         if board is None:
