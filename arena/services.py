@@ -93,7 +93,7 @@ def upload_takeover(*, upload_id: int, force: bool = False) -> bool:
             message=f"Queued again at {now:%Y-%m-%d %H:%M:%S} UTC (the previous run stopped; {removed} unfinished file(s) removed).",
         )
     logger.warning("upload %s taken over; %s orphan file(s) removed", upload_id, removed)
-    transaction.on_commit(lambda: upload_dispatch(upload_id=upload_id))
+    upload_dispatch(upload_id=upload_id)
     return True
 
 
