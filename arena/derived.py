@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import Q
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,20 @@ def dispatch(model, *, pk, requested_at, queued_at, task, args: tuple, countdown
         return True
     model.objects.filter(pk=pk, queued_at=now).update(queued_at=None)
     return False
+
+
+def status_rows_catch_up(model, *, dispatch, takeover) -> int:
+    """For rows with a `status` of "pending"/"running" (uploads, scoring jobs): `dispatch(pk)` every
+    pending one (it publishes only if due) and `takeover(pk)` every running one whose heartbeat
+    stopped. Returns how many were queued."""
+    sent = 0
+    for pk in model.objects.filter(status="pending").values_list("pk", flat=True):
+        sent += bool(dispatch(pk))
+    stale = timezone.now() - stale_after()
+    running = model.objects.filter(status="running").filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
+    for pk in running.values_list("pk", flat=True):
+        sent += bool(takeover(pk))
+    return sent
 
 
 def heartbeat_stale(heartbeat_at: datetime | None, *, now=None) -> bool:

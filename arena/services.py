@@ -9,7 +9,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from . import derived
@@ -99,15 +98,9 @@ def upload_takeover(*, upload_id: int, force: bool = False) -> bool:
 
 def uploads_catch_up() -> int:
     """Queue pending uploads whose message was lost and take over imports whose worker died."""
-    sent = 0
-    for pk in Upload.objects.filter(status=Upload.Status.PENDING).values_list("pk", flat=True):
-        sent += upload_dispatch(upload_id=pk)
-    stale = timezone.now() - derived.stale_after()
-    for pk in Upload.objects.filter(status=Upload.Status.RUNNING).filter(
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
-    ).values_list("pk", flat=True):
-        sent += upload_takeover(upload_id=pk)
-    return sent
+    return derived.status_rows_catch_up(
+        Upload, dispatch=lambda pk: upload_dispatch(upload_id=pk), takeover=lambda pk: upload_takeover(upload_id=pk)
+    )
 
 
 def upload_run(*, upload_id: int) -> Upload | None:

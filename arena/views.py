@@ -5,7 +5,7 @@ import re
 
 from django import forms
 from django.conf import settings
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
@@ -76,3 +76,13 @@ def media_file(request, path: str):
     response = FileResponse(open(full, "rb"), content_type=mimetypes.guess_type(full.name)[0])
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
+
+
+def healthz(request):
+    """Liveness and database check for load balancers."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return HttpResponse("ok", content_type="text/plain")

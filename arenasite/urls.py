@@ -4,9 +4,8 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from arena import urls as arena_urls
-from arena.views import media_file
+from arena.views import healthz, media_file
 from ops import urls as ops_urls
-from ops.views import healthz
 from ratings import urls as ratings_urls
 from ratings import urls_exports
 from judging import urls as judging_urls

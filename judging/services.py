@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from arena import derived
@@ -146,15 +145,9 @@ def job_takeover(*, job_id: int, force: bool = False) -> bool:
 
 def jobs_catch_up() -> int:
     """Queue pending jobs whose message was lost; put back running jobs whose worker died."""
-    sent = 0
-    for pk in ScoreJob.objects.filter(status=ScoreJob.Status.PENDING).values_list("pk", flat=True):
-        sent += job_dispatch(job_id=pk)
-    stale = timezone.now() - derived.stale_after()
-    for pk in ScoreJob.objects.filter(status=ScoreJob.Status.RUNNING).filter(
-        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)
-    ).values_list("pk", flat=True):
-        sent += job_takeover(job_id=pk)
-    return sent
+    return derived.status_rows_catch_up(
+        ScoreJob, dispatch=lambda pk: job_dispatch(job_id=pk), takeover=lambda pk: job_takeover(job_id=pk)
+    )
 
 
 def job_claim(*, job_id: int) -> ScoreJob | None:

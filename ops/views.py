@@ -1,7 +1,8 @@
-"""Health for load balancers and staff, and the staff jobs page (everything derived, stuck or not)."""
+"""Health for staff (page and API) and the staff jobs page: everything derived, stuck or not.
+
+`/healthz` (arena) stays a bare liveness check for load balancers: one database query."""
 
 from django.contrib import messages
-from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema
@@ -13,25 +14,15 @@ from arena import roles
 from judging.models import ScoreJob
 from judging.services import jobs_recent
 
-from .selectors import health_get, pending_get, workers_seen
+from .selectors import broker_check, database_check, health_get, pending_get, workers_seen
 from .services import derivation_rerun
 
 
-def healthz(request):
-    """200 while the database answers (votes can be taken), 503 otherwise. Staff see details."""
-    health = health_get()
-    status = 503 if health["database"] != "ok" else 200
-    if not (request.user.is_authenticated and request.user.is_staff):
-        health = {
-            "status": health["status"], "database": health["database"] == "ok" and "ok" or "down",
-            "broker": health["broker"] == "ok" and "ok" or "down", "workers_seen": len(health["workers"]),
-            "oldest_pending_seconds": health["oldest_pending_seconds"],
-            "stuck": sum(1 for p in health["pending"] if p["stuck"]),
-        }
-    return JsonResponse(health, status=status)
-
-
 class HealthApi(APIView):
+    """Database, broker, workers seen in the last minute, owed derivations and the oldest one's age.
+    503 when the database does not answer; "status" is "degraded" when the broker is down, no
+    worker was seen or something is stuck."""
+
     permission_classes = [IsAdminUser]
 
     @extend_schema(responses=dict)
@@ -46,7 +37,11 @@ def jobs_page(request):
     jobs = list(jobs_recent())
     pending = pending_get()
     active = bool(pending) or any(j.status in (ScoreJob.Status.PENDING, ScoreJob.Status.RUNNING) for j in jobs)
-    return render(request, template, {"jobs": jobs, "active": active, "pending": pending, "workers": workers_seen()})
+    ctx = {
+        "jobs": jobs, "active": active, "pending": pending, "workers": workers_seen(),
+        "database": database_check(), "broker": broker_check(), "oldest": pending[0] if pending else None,
+    }
+    return render(request, template, ctx)
 
 
 @roles.staff_required
