@@ -271,7 +271,7 @@ def test_boards_catch_up_after_a_killed_worker_and_a_redis_restart_under_concurr
     answered = [a for v in voters for a in v.answered]
     statuses = sum((v.statuses for v in voters), Counter())
     assert applied_before_kill > 0  # the worker was really working when it was killed
-    assert during_outage > 0 and len(answered) >= 140
+    assert during_outage > 0 and len(answered) >= 100
     assert all(200 <= s < 300 for s in statuses), statuses
     stored = Counter(str(a) for a in Vote.objects.filter(study=study).values_list("assignment_id", flat=True))
     assert len(answered) == len(set(answered))
