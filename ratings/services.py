@@ -123,6 +123,11 @@ def ratings_catch_up(*, study_id: int | None = None) -> int:
         owed = owed.filter(study_id=study_id)
     for sid, cid in owed.values_list("study_id", "criterion_id").distinct().order_by():
         _mark_requested(EloState, now, study_id=sid, criterion_id=cid)
+    # A run that died took its request with it (a claim clears the request it serves): ask again.
+    dead = RecomputeState.objects.filter(running=True, requested_at__isnull=True).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - derived.stale_after())
+    )
+    (dead.filter(study_id=study_id) if study_id is not None else dead).update(requested_at=now)
     elo = EloState.objects.filter(requested_at__isnull=False)
     recompute = RecomputeState.objects.filter(requested_at__isnull=False)
     if study_id is not None:

@@ -14,7 +14,7 @@ from kombu.exceptions import OperationalError
 from arena import derived
 from arena.models import Annotator, Upload, Vote
 from arena.storage import image_path
-from arena.voting import task_next
+from arena.voting import task_next, vote_record
 from arenasite.celery import app
 from judging.models import ScoreJob
 from ops.services import derivations_sweep, worker_beat_record
@@ -123,8 +123,6 @@ def test_a_page_view_queues_the_elo_and_recompute_a_lost_message_left_behind(
 
 
 def test_votes_whose_after_commit_hook_never_ran_are_found_by_the_sweep(make_study, broker):
-    from arena.voting import vote_record
-
     study = make_study(kinds=("pairwise",))
     annotator = Annotator.objects.create()
     a, _ = task_next(study=study, annotator=annotator, ahead=0)
@@ -156,6 +154,22 @@ def test_a_recompute_whose_worker_died_is_taken_over(make_study, broker):
     assert study_recompute(study_id=study.pk) is True
     state = RecomputeState.objects.get(study=study)
     assert not state.running and state.finished_at is not None
+
+
+def test_the_sweep_runs_again_a_recompute_whose_worker_died_mid_run(make_study, broker):
+    study = make_study(kinds=("pairwise",))
+    annotator = Annotator.objects.create()
+    a, _ = task_next(study=study, annotator=annotator, ahead=0)
+    vote_record(assignment_id=a.pk, annotator=annotator, answer="left")
+    elo_state = EloState.objects.create(study=study, criterion=study.criteria.get())
+    Vote.objects.update(elo_applied=True)  # only the board is owed: its run died after claiming it
+    EloState.objects.filter(pk=elo_state.pk).update(votes_applied=1)
+    RecomputeState.objects.create(study=study, running=True, started_at=timezone.now(), heartbeat_at=timezone.now())
+    age(RecomputeState, started_at=True, heartbeat_at=True)
+    derivations_sweep()
+    state = RecomputeState.objects.get(study=study)
+    assert not state.running and state.requested_at is None and state.finished_at is not None
+    assert LeaderboardResult.objects.get(study=study, category="").data["totals"]["pairwise"] == 1
 
 
 def test_an_upload_posted_with_the_broker_down_gets_202_and_is_imported_once_it_is_back(
@@ -227,8 +241,6 @@ def test_a_pending_job_in_a_long_queue_is_queued_again_at_growing_intervals(brok
 
 
 def test_health_reports_database_broker_workers_and_the_oldest_pending_derivation(make_study, admin_user, broker):
-    from arena.voting import vote_record
-
     study = make_study(kinds=("pairwise",))
     worker_beat_record(hostname="default@box", queues=["default"], pid=42, started_at=timezone.now(), swept=0)
     broker.lossy()
