@@ -210,13 +210,14 @@ def elo_apply(*, study_id: int, criterion_id: int) -> int:
                 state.ratings = {str(k): v for k, v in ratings.items()}
                 state.last_vote_id = max(state.last_vote_id, ids[-1])
                 applied += len(rows)
+                # In the batch's transaction: the board is owed these votes even if this process
+                # dies before it queues the recompute (and even if the votes' own hook never ran).
+                _mark_requested(RecomputeState, timezone.now(), study_id=study_id)
             state.finished_at = timezone.now()
             state.save(update_fields=["ratings", "votes_applied", "last_vote_id", "batches", "finished_at", "updated_at"])
         if len(rows) < ELO_BATCH:
             break
     if applied:
-        # The board follows the Elo; asking here also covers a vote whose own request was lost
-        # (its web process died between the commit and the hook).
         recompute_request(study_id=study_id)
     return applied
 
