@@ -9,6 +9,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+_keeper_wake = None  # set by Keeper: wakes its thread at once
+
+
 class Keeper(bootsteps.StartStopStep):
     """A thread in every worker: every ARENA_SWEEP_SECONDS it records that the worker is alive
     and, in workers that serve the default queue, sweeps for derived work that is owed and has
@@ -34,18 +37,24 @@ class Keeper(bootsteps.StartStopStep):
         queues = sorted(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
         sweep = settings.CELERY_TASK_DEFAULT_QUEUE in queues
         started_at, pid, hostname = timezone.now(), os.getpid(), worker.hostname
+        global _keeper_wake
         self.stop_event = stop = threading.Event()
+        _keeper_wake = wake = threading.Event()
         log = logging.getLogger("arenasite.keeper")
 
         def run():
-            while True:
+            while not stop.is_set():
+                reconnected = wake.is_set()
+                wake.clear()
                 try:
                     close_old_connections()
-                    worker_tick(hostname=hostname, queues=queues, pid=pid, started_at=started_at, sweep=sweep)
+                    worker_tick(
+                        hostname=hostname, queues=queues, pid=pid, started_at=started_at, sweep=sweep,
+                        broker_reconnected=reconnected,
+                    )
                 except Exception:
                     log.exception("worker keeper beat failed")
-                if stop.wait(settings.ARENA_SWEEP_SECONDS):
-                    break
+                wake.wait(settings.ARENA_SWEEP_SECONDS)
             connection.close()
 
         self.thread = threading.Thread(target=run, name="arena-keeper", daemon=True)
@@ -54,7 +63,21 @@ class Keeper(bootsteps.StartStopStep):
     def stop(self, worker):
         if self.stop_event is not None:
             self.stop_event.set()
+            _keeper_wake.set()
             self.thread.join(timeout=5)
 
 
+class BrokerConnected(bootsteps.StartStopStep):
+    """Consumer step, started each time the worker (re)connects to the broker. Messages published
+    before may be gone (a restarted Redis keeps nothing), so the keeper forgets that they were
+    sent and sweeps at once instead of waiting out the stale bound."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, consumer):
+        if _keeper_wake is not None:
+            _keeper_wake.set()
+
+
 app.steps["worker"].add(Keeper)
+app.steps["consumer"].add(BrokerConnected)

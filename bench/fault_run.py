@@ -70,6 +70,13 @@ for state in EloState.objects.filter(study=study):
     stored = {int(g): v for g, v in state.ratings.items()}
     out["elo_counts_match"] &= stored.keys() == ratings.keys() and all(stored[g][1] == counts[g] for g in counts)
     out["elo_max_diff"] = max([out["elo_max_diff"]] + [abs(stored[g][0] - ratings[g]) for g in ratings])
+late = 0
+for state in EloState.objects.filter(study=study):
+    top = 0
+    for vid in Vote.objects.filter(study=study, criterion_id=state.criterion_id).order_by("elo_batch", "id").values_list("id", flat=True):
+        late += vid < top
+        top = max(top, vid)
+out["votes_entering_elo_after_a_higher_id"] = late
 before = {(r.criterion_id, r.category): r.data for r in LeaderboardResult.objects.filter(study=study)}
 study_recompute(study_id=study.pk)
 after = {(r.criterion_id, r.category): r.data for r in LeaderboardResult.objects.filter(study=study)}

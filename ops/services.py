@@ -9,8 +9,11 @@ import logging
 
 from django.utils import timezone
 
+from arena.models import Upload
 from arena.services import upload_takeover, uploads_catch_up
+from judging.models import ScoreJob
 from judging.services import job_takeover, jobs_catch_up
+from ratings.models import EloState, RecomputeState
 from ratings.services import ratings_catch_up, ratings_rerun
 
 from .models import WorkerBeat
@@ -41,8 +44,24 @@ def worker_beat_record(*, hostname: str, queues: list[str], pid: int, started_at
     WorkerBeat.objects.update_or_create(hostname=hostname, defaults=defaults)
 
 
-def worker_tick(*, hostname: str, queues: list[str], pid: int, started_at, sweep: bool) -> None:
-    """One beat of a worker's keeper thread: sweep (default-queue workers) and say it is alive."""
+def messages_presumed_lost() -> int:
+    """Forget that messages were published for owed work (after the broker restarted, they may
+    be gone), so the next sweep publishes them again. Duplicates of messages that survived
+    cost a no-op. Returns how many rows were touched."""
+    rows = (
+        EloState.objects.filter(requested_at__isnull=False),
+        RecomputeState.objects.filter(requested_at__isnull=False),
+        Upload.objects.filter(status=Upload.Status.PENDING),
+        ScoreJob.objects.filter(status=ScoreJob.Status.PENDING),
+    )
+    return sum(qs.filter(queued_at__isnull=False).update(queued_at=None) for qs in rows)
+
+
+def worker_tick(*, hostname: str, queues: list[str], pid: int, started_at, sweep: bool, broker_reconnected: bool = False) -> None:
+    """One beat of a worker's keeper thread: sweep (default-queue workers) and say it is alive.
+    Right after the worker (re)connected to the broker, messages sent before are presumed lost."""
+    if sweep and broker_reconnected:
+        messages_presumed_lost()
     swept = derivations_sweep() if sweep else None
     worker_beat_record(hostname=hostname, queues=queues, pid=pid, started_at=started_at, swept=swept)
 

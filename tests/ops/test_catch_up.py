@@ -297,3 +297,20 @@ def test_the_staff_jobs_page_shows_a_stuck_recompute_and_re_runs_it(make_study, 
     state = RecomputeState.objects.get(study=study)
     assert state.requested_at is None and state.finished_at is not None
     assert "Nothing owed" in client.get("/staff/jobs/").content.decode()
+
+
+def test_after_the_broker_comes_back_owed_work_is_queued_again_without_waiting_out_the_stale_bound(
+    make_study, annotator_user, broker, django_capture_on_commit_callbacks
+):
+    from ops.services import worker_tick
+
+    study = make_study(kinds=("pairwise",))
+    broker.lossy()
+    with django_capture_on_commit_callbacks(execute=True):
+        vote_over_api(study, annotator_user)  # its messages are then wiped with a restarted Redis
+    sent = len(broker.sent)
+    tick = {"hostname": "default@box", "queues": ["default"], "pid": 1, "started_at": timezone.now(), "sweep": True}
+    worker_tick(**tick)
+    assert len(broker.sent) == sent  # fresh messages are trusted...
+    worker_tick(**tick, broker_reconnected=True)
+    assert sorted(name for name, _ in broker.sent[sent:]) == ["ratings.elo_apply", "ratings.recompute"]  # ...not after a reconnect
