@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from .models import Generator, Image, Output, Prompt, Rendition, Study, Upload, prompt_text_sha256
 from .quoting import quoted
 from .renditions import rendition_bytes
-from .storage import image_remove, image_store, rendition_remove, rendition_store, sha256_hex
+from .storage import image_path, image_remove, image_store, rendition_remove, rendition_store, sha256_hex
 
 logger = logging.getLogger(__name__)
 
@@ -471,18 +471,30 @@ def outputs_import(
     study: Study | None = None,
     upload: Upload | None = None,
     progress: ProgressFn | None = None,
+    before_store: Callable[[list[tuple[str, str]]], None] | None = None,
 ) -> ImportReport:
     """Check and import a .zip or folder of model outputs.
 
-    Raises ImportRejected (nothing stored) on any bad input.
+    Raises ImportRejected (nothing stored) on any bad input. `before_store` is called with the
+    (sha256, ext) of every image about to be written, before any is (a journal, so that files of
+    a process killed before its commit can be found and removed).
     """
     path = Path(path)
     source = _open_source(path)
     try:
         rows, images = _check_everything(source, study=study, progress=progress)
+        if before_store is not None:
+            before_store(sorted({(c.sha256, c.ext) for c in images.values()}))
         return _store(source=source, rows=rows, images=images, study=study, upload=upload)
     finally:
         source.close()
+
+
+def image_files_orphaned_remove(*, files: list[tuple[str, str]]) -> int:
+    """Delete those of `files` that no stored image row refers to. Returns how many."""
+    before = sum(1 for sha, ext in files if image_path(sha, ext).exists())
+    _remove_orphans([tuple(f) for f in files])
+    return before - sum(1 for sha, ext in files if image_path(sha, ext).exists())
 
 
 def _check_everything(

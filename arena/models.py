@@ -177,6 +177,11 @@ class Upload(models.Model):
     study = models.ForeignKey("Study", null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
     source_name = models.CharField(max_length=255, blank=True)
     archive = models.CharField(max_length=500, blank=True, help_text="Path of the stored archive while it waits for import.")
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="when its import was last queued")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="kept fresh while an import runs")
+    files_planned = models.JSONField(
+        default=list, blank=True, help_text="image files an import is about to write, removed if it dies before committing"
+    )
     size_bytes = models.PositiveBigIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
     rows_total = models.PositiveIntegerField(default=0)
@@ -489,6 +494,9 @@ class Vote(models.Model):
     is_gold = models.BooleanField(default=False)
     gold_correct = models.BooleanField(null=True, blank=True)
     elo_applied = models.BooleanField(default=False)
+    elo_batch = models.PositiveIntegerField(
+        null=True, blank=True, help_text="online Elo batch that applied this vote: Elo order is (elo_batch, id)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

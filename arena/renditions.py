@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import PIL.Image
 import PIL.ImageCms
 import PIL.ImageOps
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from .models import Image, Output, Rendition, Study
@@ -139,3 +141,36 @@ def renditions_make_for_outputs(*, output_ids: list[int], long_side: int, square
             rendition_make(image=image, long_side=long_side, square=square)
             made += 1
     return made
+
+
+def rendition_files_orphaned_remove(*, before) -> int:
+    """Delete rendition files that no Rendition row refers to and that were written before `before`.
+
+    A rendition's name is known only once it is encoded, so an import cannot journal its
+    renditions ahead; after a dead import is taken over, its renditions are found this way.
+    `before` must precede the start of every import still running (their files are not yet
+    committed), so nothing live is touched.
+    """
+    root = Path(settings.MEDIA_ROOT) / "display"
+    if not root.is_dir():
+        return 0
+    cutoff = before.timestamp()
+    candidates = {}
+    for path in root.glob("*/*/*.webp"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                candidates[path.stem] = path
+        except FileNotFoundError:
+            continue
+    if not candidates:
+        return 0
+    kept = set()
+    names = list(candidates)
+    for i in range(0, len(names), 1000):
+        kept.update(Rendition.objects.filter(sha256__in=names[i : i + 1000]).values_list("sha256", flat=True))
+    removed = 0
+    for sha, path in candidates.items():
+        if sha not in kept:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -9,10 +9,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
-from .imports import MAX_REPORTED_ERRORS, ImportRejected, RowError, outputs_import
+from . import derived
+from .imports import MAX_REPORTED_ERRORS, ImportRejected, RowError, image_files_orphaned_remove, outputs_import
 from .models import Study, Upload
+from .renditions import rendition_files_orphaned_remove
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +25,10 @@ class UploadTooLarge(Exception):
 
 
 def upload_create(*, fileobj, filename: str, size: int, user, study: Study | None = None) -> Upload:
-    """Store an uploaded archive and queue its import (after the transaction commits)."""
+    """Store an uploaded archive and queue its import (after the transaction commits).
+
+    Once this returns the archive will be imported: if the broker cannot take the message now,
+    the upload stays pending and the periodic sweep queues it."""
     limit = settings.ARENA_UPLOAD_MAX_BYTES
     if size > limit:
         raise UploadTooLarge(f"{filename} is {size:,} bytes, over the limit of {limit:,} bytes (ARENA_UPLOAD_MAX_BYTES)")
@@ -36,8 +42,6 @@ def upload_create(*, fileobj, filename: str, size: int, user, study: Study | Non
                 out.write(chunk)
         else:
             shutil.copyfileobj(fileobj, out)
-    from .tasks import upload_import_task
-
     with transaction.atomic():
         upload = Upload.objects.create(
             created_by=user if getattr(user, "is_authenticated", False) else None,
@@ -46,14 +50,71 @@ def upload_create(*, fileobj, filename: str, size: int, user, study: Study | Non
             archive=str(dest),
             size_bytes=size,
         )
-        transaction.on_commit(lambda: upload_import_task.delay(upload.pk))
+        transaction.on_commit(lambda: upload_dispatch(upload_id=upload.pk))
     return upload
+
+
+def upload_dispatch(*, upload_id: int) -> bool:
+    """Queue the import of a pending upload unless a message for it is already on its way.
+    With the broker down nothing is raised: the upload stays pending and the sweep queues it."""
+    from .tasks import upload_import_task
+
+    row = Upload.objects.filter(pk=upload_id, status=Upload.Status.PENDING).values_list("created_at", "queued_at").first()
+    if row is None:
+        return False
+    return derived.dispatch(Upload, pk=upload_id, requested_at=row[0], queued_at=row[1], task=upload_import_task, args=(upload_id,))
+
+
+def upload_takeover(*, upload_id: int, force: bool = False) -> bool:
+    """Put back an import whose worker died (its heartbeat stopped): remove the image files it
+    wrote without committing, reset it to pending and queue it. `force` also takes a failed one
+    (staff "re-run"), if its archive is still there. True if it was put back."""
+    now = timezone.now()
+    upload = Upload.objects.filter(pk=upload_id).first()
+    if upload is None:
+        return False
+    if upload.status == Upload.Status.RUNNING:
+        if not derived.heartbeat_stale(upload.heartbeat_at, now=now):
+            return False
+        lookup = {"status": Upload.Status.RUNNING, "heartbeat_at": upload.heartbeat_at}
+    elif upload.status == Upload.Status.FAILED and force and upload.archive and Path(upload.archive).exists():
+        lookup = {"status": Upload.Status.FAILED}
+    elif upload.status == Upload.Status.PENDING:
+        if force:
+            Upload.objects.filter(pk=upload_id).update(queued_at=None)
+        return upload_dispatch(upload_id=upload_id)
+    else:
+        return False
+    with transaction.atomic():
+        if not Upload.objects.filter(pk=upload_id, **lookup).update(status=Upload.Status.PENDING, heartbeat_at=None):
+            return False
+        removed = image_files_orphaned_remove(files=upload.files_planned or [])
+        # Renditions of the dead run: unreferenced files written before its heartbeat stopped and
+        # before every import still running began (so no live import's files are touched).
+        running = Upload.objects.filter(status=Upload.Status.RUNNING).exclude(pk=upload_id).aggregate(m=Min("started_at"))["m"]
+        cutoff = min(x for x in (running, now - derived.stale_after()) if x is not None)
+        removed += rendition_files_orphaned_remove(before=cutoff)
+        Upload.objects.filter(pk=upload_id).update(
+            files_planned=[], started_at=None, finished_at=None, queued_at=None, rows_checked=0,
+            message=f"Queued again at {now:%Y-%m-%d %H:%M:%S} UTC (the previous run stopped; {removed} unfinished file(s) removed).",
+        )
+    logger.warning("upload %s taken over; %s orphan file(s) removed", upload_id, removed)
+    upload_dispatch(upload_id=upload_id)
+    return True
+
+
+def uploads_catch_up() -> int:
+    """Queue pending uploads whose message was lost and take over imports whose worker died."""
+    return derived.status_rows_catch_up(
+        Upload, dispatch=lambda pk: upload_dispatch(upload_id=pk), takeover=lambda pk: upload_takeover(upload_id=pk)
+    )
 
 
 def upload_run(*, upload_id: int) -> Upload | None:
     """Import a pending upload. Claimed atomically, so a retry or a second worker does nothing."""
+    now = timezone.now()
     claimed = Upload.objects.filter(pk=upload_id, status=Upload.Status.PENDING).update(
-        status=Upload.Status.RUNNING, started_at=timezone.now()
+        status=Upload.Status.RUNNING, started_at=now, heartbeat_at=now, queued_at=None
     )
     if not claimed:
         return None
@@ -62,9 +123,13 @@ def upload_run(*, upload_id: int) -> Upload | None:
     def progress(done: int, total: int) -> None:
         Upload.objects.filter(pk=upload_id).update(rows_checked=done, rows_total=total)
 
+    def journal(files: list[tuple[str, str]]) -> None:
+        Upload.objects.filter(pk=upload_id).update(files_planned=[list(f) for f in files])
+
     archive = Path(upload.archive)
     try:
-        report = outputs_import(path=archive, study=upload.study, upload=upload, progress=progress)
+        with derived.keepalive(Upload, pk=upload_id, status=Upload.Status.RUNNING):
+            report = outputs_import(path=archive, study=upload.study, upload=upload, progress=progress, before_store=journal)
     except ImportRejected as exc:
         _finish_failed(upload, exc.errors, exc.rows_total)
     except Exception as exc:  # an unexpected fault: record it, never leave the upload "running"
@@ -81,10 +146,11 @@ def upload_run(*, upload_id: int) -> Upload | None:
         upload.message = upload_summary(report)
         upload.finished_at = timezone.now()
         upload.archive = ""
+        upload.files_planned = []
         upload.save(
             update_fields=[
                 "status", "rows_total", "rows_checked", "rows_imported", "rows_existing",
-                "rows_rejected", "errors", "message", "finished_at", "archive",
+                "rows_rejected", "errors", "message", "finished_at", "archive", "files_planned",
             ]
         )
         outputs_imported(output_ids=report.output_ids)
@@ -111,8 +177,11 @@ def _finish_failed(upload: Upload, errors: list[RowError], rows_total: int) -> N
     upload.message = f"Nothing was imported: {len(errors)} problem(s) found."
     upload.finished_at = timezone.now()
     upload.archive = ""
+    upload.files_planned = []
     upload.save(
-        update_fields=["status", "rows_total", "rows_imported", "rows_rejected", "errors", "message", "finished_at", "archive"]
+        update_fields=[
+            "status", "rows_total", "rows_imported", "rows_rejected", "errors", "message", "finished_at", "archive", "files_planned",
+        ]
     )
 
 

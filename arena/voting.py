@@ -771,9 +771,16 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
 
 
 def _vote_committed(*, study_id: int, criterion_id: int) -> None:
+    """After the commit: the vote is stored, so nothing here may turn its answer into an error.
+    What this fails to queue, the next vote, page view or periodic sweep queues."""
+    import logging
+
     from ratings.services import ratings_vote_committed
 
-    ratings_vote_committed(study_id=study_id, criterion_id=criterion_id)
+    try:
+        ratings_vote_committed(study_id=study_id, criterion_id=criterion_id)
+    except Exception:
+        logging.getLogger(__name__).exception("after-vote hook failed for study %s", study_id)
 
 
 def flag_record(*, annotator: Annotator, assignment_id, side: str, reason: str, note: str = "", study: Study):

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "arena",
     "ratings",
     "judging",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -149,6 +150,12 @@ ARENA_TOKEN_TTL_HOURS = env_int("ARENA_TOKEN_TTL_HOURS", 24 * 30, minimum=0)
 ARENA_RECOMPUTE_DEBOUNCE_SECONDS = env_int("ARENA_RECOMPUTE_DEBOUNCE_SECONDS", 5, minimum=0)
 ARENA_BOOTSTRAP_ROUNDS = env_int("ARENA_BOOTSTRAP_ROUNDS", 1000, minimum=10)
 
+# Derived state catches up on its own (README "How it stays current"): a request older than
+# ARENA_DERIVATION_STALE_SECONDS with no live run is queued again, and a run whose heartbeat is
+# that old is taken over. Every default worker sweeps every ARENA_SWEEP_SECONDS.
+ARENA_DERIVATION_STALE_SECONDS = env_int("ARENA_DERIVATION_STALE_SECONDS", 30, minimum=2)
+ARENA_SWEEP_SECONDS = env_int("ARENA_SWEEP_SECONDS", 10, minimum=1)
+
 # Judging (models load lazily in the GPU worker; see README "Model weights").
 ARENA_CLIP_MODEL = env_str("ARENA_CLIP_MODEL", "ViT-B-32")
 ARENA_CLIP_PRETRAINED = env_str("ARENA_CLIP_PRETRAINED", "laion2b_s34b_b79k")
@@ -178,6 +185,20 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+else:
+    # An unacknowledged message (its worker was killed) is delivered again after this long. It
+    # must exceed every countdown a task is queued with (the recompute debounce, retry backoff).
+    ARENA_VISIBILITY_TIMEOUT_SECONDS = env_int("ARENA_VISIBILITY_TIMEOUT_SECONDS", 300, minimum=10)
+    if ARENA_VISIBILITY_TIMEOUT_SECONDS <= ARENA_RECOMPUTE_DEBOUNCE_SECONDS + 60:
+        raise ImproperlyConfigured(
+            f"ARENA_VISIBILITY_TIMEOUT_SECONDS={ARENA_VISIBILITY_TIMEOUT_SECONDS} must exceed "
+            f"ARENA_RECOMPUTE_DEBOUNCE_SECONDS + 60 (the longest countdown a task is queued with)"
+        )
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": ARENA_VISIBILITY_TIMEOUT_SECONDS,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("ARENA_DEFAULT_QUEUE", "default")
@@ -191,6 +212,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits for the broker to come back, however long
+# A web process gives up publishing quickly when the broker is down: the vote is committed, and
+# the state row it marked "requested" is queued again by the next vote, page view or sweep.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 REST_FRAMEWORK = {

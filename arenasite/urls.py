@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from arena import urls as arena_urls
 from arena.accounts import SchemaApi, ThrottledLoginView, TokenApi
 from arena.views import healthz, media_file
+from ops import urls as ops_urls
 from ratings import urls as ratings_urls
 from ratings import urls_exports
 from judging import urls as judging_urls
@@ -15,6 +16,7 @@ api_patterns = [
     *ratings_urls.api_urlpatterns,
     *urls_exports.api_urlpatterns,
     *judging_urls.api_urlpatterns,
+    *ops_urls.api_urlpatterns,
 ]
 
 urlpatterns = [
@@ -25,6 +27,7 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     re_path(r"^media/(?P<path>.+)$", media_file, name="media"),
     path("", include("ratings.urls")),
+    path("", include("ops.urls")),
     path("", include("judging.urls")),
     path("", include("arena.urls")),
 ]

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from arena import derived
 from arena.models import Generator, Image, Output, Study
 
 from . import metrics as M
@@ -71,18 +72,16 @@ def scorer_queue(name: str) -> str:
 
 
 def scoring_enqueue_outputs(*, output_ids: list[int]) -> list[ScoreJob]:
-    """After an import: one scoring job per configured scorer that scores outputs, on its
-    queue, queued once the rows commit; FID follows when configured and a reference exists."""
+    """After an import: one scoring job per configured scorer that scores outputs, queued on the
+    scorer's queue once the rows commit; FID follows when configured and a reference exists."""
     from .scorers import scorer_class
-    from .tasks import score_outputs_task
 
     jobs = []
     for name in settings.ARENA_SCORERS:
         if not scorer_class(name).measures:
             continue
         job = ScoreJob.objects.create(kind=ScoreJob.Kind.SCORE, scorer=name, output_ids=list(output_ids), total=len(output_ids))
-        queue = scorer_queue(name)
-        transaction.on_commit(lambda pk=job.pk, q=queue: score_outputs_task.apply_async((pk,), queue=q))
+        transaction.on_commit(lambda pk=job.pk: job_dispatch(job_id=pk))
         jobs.append(job)
     if "fid" in settings.ARENA_SCORERS and ReferenceSet.objects.exists():
         studies = Study.objects.filter(generators__outputs__in=output_ids).values_list("pk", flat=True).distinct()
@@ -93,37 +92,80 @@ def scoring_enqueue_outputs(*, output_ids: list[int]) -> list[ScoreJob]:
 
 def metrics_enqueue(*, study_id: int, scorer: str) -> ScoreJob:
     """Per-generator metrics of one scorer for a study, on the scorer's queue."""
-    from .tasks import generator_metrics_task
-
     job = ScoreJob.objects.create(kind=ScoreJob.Kind.METRICS, scorer=scorer, study_id=study_id)
-    queue = scorer_queue(scorer)
-    transaction.on_commit(lambda: generator_metrics_task.apply_async((job.pk,), queue=queue))
+    transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
     return job
 
 
 def job_requeue(*, job: ScoreJob) -> None:
-    """Send a failed, or pending but lost, job again to its scorer's queue (idempotent: the
-    worker claims it only while pending, and already stored scores are not recomputed)."""
+    """Staff: send a failed, or pending but lost, job again (see job_takeover)."""
+    job_takeover(job_id=job.pk, force=True)
+
+
+def _job_task(job: ScoreJob):
     from .scorers import scorer_class
     from .tasks import fid_task, generator_metrics_task, score_outputs_task
 
-    if job.status == ScoreJob.Status.RUNNING:
-        return
-    ScoreJob.objects.filter(pk=job.pk).update(status=ScoreJob.Status.PENDING, message="", finished_at=None)
     if job.kind == ScoreJob.Kind.SCORE:
-        task = score_outputs_task
-    elif not scorer_class(job.scorer).measures:  # a set-level scorer: the FID pass
-        task = fid_task
+        return score_outputs_task
+    if not scorer_class(job.scorer).measures:  # a set-level scorer: the FID pass
+        return fid_task
+    return generator_metrics_task
+
+
+def job_dispatch(*, job_id: int) -> bool:
+    """Queue a pending job on its scorer's queue unless a message for it is already on its way
+    (never raises: with the broker down the job stays pending and the sweep queues it)."""
+    job = ScoreJob.objects.filter(pk=job_id, status=ScoreJob.Status.PENDING).first()
+    if job is None:
+        return False
+    return derived.dispatch(
+        ScoreJob, pk=job.pk, requested_at=job.created_at, queued_at=job.queued_at, task=_job_task(job), args=(job.pk,),
+        queue=scorer_queue(job.scorer),
+    )
+
+
+def job_takeover(*, job_id: int, force: bool = False) -> bool:
+    """Put back a job whose worker died (heartbeat stopped) so it runs again from the start;
+    `force` (staff "re-run") also takes a failed one. Scores already written are kept, so the
+    new run only does what is left. True if the job was put back (or re-queued)."""
+    now = timezone.now()
+    job = ScoreJob.objects.filter(pk=job_id).first()
+    if job is None:
+        return False
+    if job.status == ScoreJob.Status.PENDING:
+        if force:
+            ScoreJob.objects.filter(pk=job_id).update(queued_at=None)
+        return job_dispatch(job_id=job_id)
+    if job.status == ScoreJob.Status.RUNNING and derived.heartbeat_stale(job.heartbeat_at, now=now):
+        lookup = {"status": ScoreJob.Status.RUNNING, "heartbeat_at": job.heartbeat_at}
+        error = "the worker running this job stopped; queued again"
+    elif job.status == ScoreJob.Status.FAILED and force:
+        lookup = {"status": ScoreJob.Status.FAILED}
+        error = "re-run by staff"
     else:
-        task = generator_metrics_task
-    queue = scorer_queue(job.scorer)
-    transaction.on_commit(lambda: task.apply_async((job.pk,), queue=queue))
+        return False
+    errors = (job.errors or []) + [{"at": now.isoformat(), "error": error}]
+    if not ScoreJob.objects.filter(pk=job_id, **lookup).update(
+        status=ScoreJob.Status.PENDING, heartbeat_at=None, queued_at=None, started_at=None, finished_at=None,
+        done=0, attempts=job.attempts + 1, errors=errors[-MAX_ERRORS:], message="",
+    ):
+        return False
+    logger.warning("scoring job %s put back: %s", job_id, error)
+    return job_dispatch(job_id=job_id)
+
+
+def jobs_catch_up() -> int:
+    """Queue pending jobs whose message was lost; put back running jobs whose worker died."""
+    return derived.status_rows_catch_up(
+        ScoreJob, dispatch=lambda pk: job_dispatch(job_id=pk), takeover=lambda pk: job_takeover(job_id=pk)
+    )
 
 
 def job_claim(*, job_id: int) -> ScoreJob | None:
     now = timezone.now()
     claimed = ScoreJob.objects.filter(pk=job_id, status=ScoreJob.Status.PENDING).update(
-        status=ScoreJob.Status.RUNNING, started_at=now
+        status=ScoreJob.Status.RUNNING, started_at=now, heartbeat_at=now, queued_at=None
     )
     return ScoreJob.objects.get(pk=job_id) if claimed else None
 
@@ -131,8 +173,9 @@ def job_claim(*, job_id: int) -> ScoreJob | None:
 def job_release_for_retry(*, job: ScoreJob, error: str) -> None:
     """A transient failure: record it and put the job back so the retry can claim it."""
     errors = (job.errors or []) + [{"at": timezone.now().isoformat(), "error": error}]
+    # Marked queued: the retry message follows with a countdown far below the stale bound.
     ScoreJob.objects.filter(pk=job.pk).update(
-        status=ScoreJob.Status.PENDING, attempts=job.attempts + 1, errors=errors[-MAX_ERRORS:]
+        status=ScoreJob.Status.PENDING, attempts=job.attempts + 1, errors=errors[-MAX_ERRORS:], queued_at=timezone.now()
     )
 
 
@@ -445,10 +488,8 @@ def _reference_inception_stats(reference: ReferenceSet, scorer, model_id: str):
 
 
 def fid_enqueue(*, study_id: int, reference: ReferenceSet | None = None) -> ScoreJob:
-    from .tasks import fid_task
-
     job = ScoreJob.objects.create(kind=ScoreJob.Kind.METRICS, scorer="fid", study_id=study_id, reference=reference)
-    transaction.on_commit(lambda: fid_task.delay(job.pk))
+    transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
     return job
 
 

@@ -7,7 +7,10 @@ import logging
 
 from celery import shared_task
 
+from arena import derived
+
 from . import services
+from .models import ScoreJob
 from .services import JobFailed
 
 logger = logging.getLogger(__name__)
@@ -18,7 +21,8 @@ def _run(task, job_id: int, work) -> None:
     if job is None:
         return  # done, failed, or being run by another worker
     try:
-        work(job=job)
+        with derived.keepalive(ScoreJob, pk=job.pk, status=ScoreJob.Status.RUNNING):
+            work(job=job)
     except JobFailed as exc:
         services.job_fail(job=job, error=str(exc))
     except Exception as exc:

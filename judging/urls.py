@@ -4,7 +4,7 @@ from . import views
 
 app_name = "judging"
 
-urlpatterns = [path("staff/jobs/", views.jobs_page, name="jobs")]
+urlpatterns = []  # the staff jobs page is ops:jobs (it shows every derivation, not only scoring)
 
 api_urlpatterns = [
     path("jobs/", views.JobListApi.as_view(), name="api_jobs"),

@@ -1,24 +1,14 @@
-"""Staff page and API for scoring jobs: progress, throughput and errors."""
+"""API for scoring jobs: progress, throughput and errors (the staff page is in ops)."""
 
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import roles
-
 from .models import ScoreJob
 from .services import jobs_recent
-
-
-@roles.staff_required
-def jobs_page(request):
-    template = "judging/jobs.html#jobs" if request.htmx else "judging/jobs.html"
-    jobs = list(jobs_recent())
-    active = any(j.status in (ScoreJob.Status.PENDING, ScoreJob.Status.RUNNING) for j in jobs)
-    return render(request, template, {"jobs": jobs, "active": active})
 
 
 class JobSerializer(serializers.ModelSerializer):

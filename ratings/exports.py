@@ -61,6 +61,7 @@ VOTE_SCHEMA = pa.schema([
     pa.field("gold_correct", pa.bool_()),
     pa.field("served_at", _TIMESTAMP, nullable=False),
     pa.field("created_at", _TIMESTAMP, nullable=False),
+    pa.field("elo_batch", pa.int64()),
 ])
 VOTE_COLUMNS = tuple(VOTE_SCHEMA.names)
 
@@ -138,7 +139,8 @@ def votes_export_rows(*, study: Study, criterion: Criterion | None = None, inclu
 
     `answer` is 1-5 (likert), good|bad (binary) or left|right|tie|bothbad (pairwise), as a
     string. `winner_output_id` is set for decisive pairwise votes only. `served_at` and
-    `created_at` are timezone-aware UTC datetimes (ISO 8601 in CSV and JSONL).
+    `created_at` are timezone-aware UTC datetimes (ISO 8601 in CSV and JSONL). `elo_batch` is the
+    online Elo batch that applied the vote (empty until applied): the Elo order is (elo_batch, vote_id).
     """
     qs = Vote.objects.filter(study=study)
     if criterion is not None:
@@ -150,11 +152,11 @@ def votes_export_rows(*, study: Study, criterion: Criterion | None = None, inclu
         "output_left__prompt__text", "output_left__prompt__category",
         "output_left_id", "output_left__image", "generator_left__name",
         "output_right_id", "output_right__image", "generator_right__name",
-        "score", "choice", "response_ms", "is_gold", "gold_correct", "assignment__served_at", "created_at",
+        "score", "choice", "response_ms", "is_gold", "gold_correct", "assignment__served_at", "created_at", "elo_batch",
     )
     for (vote_id, study_slug, criterion_slug, kind, pseudonym, excluded, prompt, category, left_id, left_sha,
          left_gen, right_id, right_sha, right_gen, score, choice, response_ms, is_gold, gold_correct,
-         served_at, created_at) in values.iterator(chunk_size=CHUNK_SIZE):
+         served_at, created_at, elo_batch) in values.iterator(chunk_size=CHUNK_SIZE):
         yield {
             "vote_id": vote_id,
             "study": study_slug,
@@ -178,6 +180,7 @@ def votes_export_rows(*, study: Study, criterion: Criterion | None = None, inclu
             "gold_correct": gold_correct,
             "served_at": _utc(served_at),
             "created_at": _utc(created_at),
+            "elo_batch": elo_batch,
         }
 
 

@@ -4,14 +4,21 @@ from django.db import models
 
 
 class EloState(models.Model):
-    """Online Elo for one study and criterion, advanced vote by vote in order."""
+    """Online Elo for one study and criterion, advanced batch by batch (see README for the order).
+
+    Whether work is left is decided by the votes themselves (`Vote.elo_applied`); the times
+    below say when it was asked for and queued, so a lost message is noticed and queued again.
+    """
 
     study = models.ForeignKey("arena.Study", on_delete=models.CASCADE, related_name="+")
     criterion = models.ForeignKey("arena.Criterion", on_delete=models.CASCADE, related_name="+")
     ratings = models.JSONField(default=dict, help_text="generator id -> [rating, votes]")
     votes_applied = models.PositiveIntegerField(default=0)
     last_vote_id = models.BigIntegerField(default=0)
-    scheduled = models.BooleanField(default=False)
+    batches = models.PositiveIntegerField(default=0, help_text="batches applied; each vote stores its batch number")
+    requested_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -22,13 +29,18 @@ class EloState(models.Model):
 
 
 class RecomputeState(models.Model):
-    """Bookkeeping of the debounced full recompute: at most one runs per study."""
+    """Bookkeeping of the debounced full recompute: at most one live run per study.
+
+    A run is live while `running` and its `heartbeat_at` is fresh; a request (`requested_at`)
+    made during a run is served by another run after it.
+    """
 
     study = models.OneToOneField("arena.Study", on_delete=models.CASCADE, related_name="+")
-    scheduled = models.BooleanField(default=False)
-    dirty = models.BooleanField(default=False)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
     running = models.BooleanField(default=False)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     last_duration_ms = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

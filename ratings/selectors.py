@@ -35,10 +35,14 @@ def leaderboard_get(*, study: Study, criterion: Criterion, category: str = "") -
     data["computed_at"] = result.computed_at.isoformat() if result else None
     data["elo_updated_at"] = elo.updated_at.isoformat() if elo else None
     data["elo_votes_applied"] = elo.votes_applied if elo else 0
+    data["elo_requested_at"] = elo.requested_at.isoformat() if elo and elo.requested_at else None
     data["recompute"] = {
         "running": bool(state and state.running),
-        "scheduled": bool(state and state.scheduled),
+        "requested": bool(state and state.requested_at),
+        "requested_at": state.requested_at.isoformat() if state and state.requested_at else None,
+        "finished_at": state.finished_at.isoformat() if state and state.finished_at else None,
         "last_duration_ms": state.last_duration_ms if state else None,
+        "last_error": state.last_error if state else "",
     }
     data["study"] = study.slug
     data["criterion"] = criterion.slug
@@ -54,7 +58,7 @@ def board_version_get(*, study: Study, criterion: Criterion, category: str = "")
         .values_list("computed_at", flat=True).first()
     )
     elo = EloState.objects.filter(study=study, criterion=criterion).values_list("votes_applied", flat=True).first()
-    state = RecomputeState.objects.filter(study=study).values_list("running", "scheduled").first()
+    state = RecomputeState.objects.filter(study=study).values_list("running", "requested_at").first()
     stamp = computed.timestamp() if computed else 0
     return f"{stamp:.6f}-{elo or 0}-{int(bool(state and state[0]))}{int(bool(state and state[1]))}"
 

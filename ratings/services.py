@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime
 
 import numpy as np
 from django.conf import settings
@@ -21,6 +21,7 @@ from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
+from arena import derived
 from arena.models import Annotator, Generator, Study, Vote, VoteKind
 from arena.sampling import bt_standard_errors
 
@@ -34,47 +35,124 @@ from .models import EloState, LeaderboardResult, RecomputeState
 logger = logging.getLogger(__name__)
 
 ELO_BATCH = 20_000
-STALE_RUN = timedelta(minutes=15)
 ANNOTATOR_BIAS_ROWS = 50
 
 
 # --------------------------------------------------------------------------- scheduling
 
 def ratings_vote_committed(*, study_id: int, criterion_id: int) -> None:
-    """Called after a vote commits: queue the Elo update and the debounced recompute."""
-    elo_schedule(study_id=study_id, criterion_id=criterion_id)
-    recompute_schedule(study_id=study_id)
+    """Called after a vote commits: ask for the Elo update and the debounced recompute.
+
+    Never raises: the vote is committed whatever happens here, and what could not be queued
+    stays recorded as requested for the next vote, page view or sweep.
+    """
+    try:
+        elo_request(study_id=study_id, criterion_id=criterion_id)
+        recompute_request(study_id=study_id)
+    except Exception:
+        logger.exception("could not request ratings for study %s, criterion %s", study_id, criterion_id)
 
 
-def _flag_scheduled(model, **lookup) -> bool:
-    """Mark the state row's work as queued; True when this call did it (and must queue the task).
+def _mark_requested(model, now, **lookup) -> tuple[int, object, object]:
+    """Record that the row's work was asked for (keeping the oldest outstanding request).
 
-    A plain read comes first: while the work is already queued (the usual case under load) a vote
+    A plain read comes first: while a request is outstanding (the usual case under load) a vote
     costs no write and never waits on a lock held by the running task.
     """
-    current = model.objects.filter(**lookup).values_list("scheduled", flat=True).first()
-    if current:
-        return False
-    if current is None:
-        _, created = model.objects.get_or_create(**lookup, defaults={"scheduled": True})
-        if created:
-            return True
-    return bool(model.objects.filter(**lookup, scheduled=False).update(scheduled=True))
+    row = model.objects.filter(**lookup).values_list("pk", "requested_at", "queued_at").first()
+    if row is None:
+        obj, _ = model.objects.get_or_create(**lookup, defaults={"requested_at": now})
+        row = (obj.pk, obj.requested_at, obj.queued_at)
+    if row[1] is None:
+        model.objects.filter(pk=row[0], requested_at__isnull=True).update(requested_at=now)
+        row = model.objects.filter(pk=row[0]).values_list("pk", "requested_at", "queued_at").first()
+    return row
 
 
-def elo_schedule(*, study_id: int, criterion_id: int) -> None:
+def elo_request(*, study_id: int, criterion_id: int) -> None:
     from .tasks import elo_apply_task
 
-    if _flag_scheduled(EloState, study_id=study_id, criterion_id=criterion_id):
-        elo_apply_task.delay(study_id, criterion_id)
+    now = timezone.now()
+    pk, requested_at, queued_at = _mark_requested(EloState, now, study_id=study_id, criterion_id=criterion_id)
+    derived.dispatch(
+        EloState, pk=pk, requested_at=requested_at, queued_at=queued_at,
+        task=elo_apply_task, args=(study_id, criterion_id), now=now,
+    )
 
 
-def recompute_schedule(*, study_id: int, countdown: float | None = None) -> None:
+def recompute_request(*, study_id: int, now_please: bool = False) -> None:
+    """Ask for a full recompute, debounced; `now_please` ("Recompute now") always queues a run."""
+    now = timezone.now()
+    pk, requested_at, queued_at = _mark_requested(RecomputeState, now, study_id=study_id)
+    if now_please:
+        RecomputeState.objects.filter(pk=pk).update(queued_at=now)
+        derived.publish_backoff_clear()
+        _recompute_publish(study_id, countdown=0)
+        return
+    _recompute_dispatch(pk=pk, study_id=study_id, requested_at=requested_at, queued_at=queued_at, now=now)
+
+
+def _recompute_publish(study_id: int, countdown: float) -> bool:
     from .tasks import recompute_task
 
-    if _flag_scheduled(RecomputeState, study_id=study_id):
-        delay = settings.ARENA_RECOMPUTE_DEBOUNCE_SECONDS if countdown is None else countdown
-        recompute_task.apply_async((study_id,), countdown=delay)
+    return derived.publish(recompute_task, study_id, countdown=countdown)
+
+
+def _recompute_dispatch(*, pk, study_id, requested_at, queued_at, now, running=None, heartbeat_at=None) -> bool:
+    from .tasks import recompute_task
+
+    if running is None:
+        running, heartbeat_at = RecomputeState.objects.filter(pk=pk).values_list("running", "heartbeat_at").first()
+    if running and not derived.heartbeat_stale(heartbeat_at, now=now):
+        return False  # the live run asks for the next one when it finishes
+    return derived.dispatch(
+        RecomputeState, pk=pk, requested_at=requested_at, queued_at=queued_at, task=recompute_task,
+        args=(study_id,), countdown=settings.ARENA_RECOMPUTE_DEBOUNCE_SECONDS, now=now,
+    )
+
+
+def ratings_catch_up(*, study_id: int | None = None) -> int:
+    """Queue whatever rating work is owed and has no message on its way: votes not yet in the
+    online Elo, requests whose message was lost, runs whose worker died. Returns how many
+    messages went out. Called by the periodic sweep (all studies) and by page views (one)."""
+    from .tasks import elo_apply_task
+
+    now = timezone.now()
+    sent = 0
+    owed = Vote.objects.filter(elo_applied=False)
+    if study_id is not None:
+        owed = owed.filter(study_id=study_id)
+    for sid, cid in owed.values_list("study_id", "criterion_id").distinct().order_by():
+        _mark_requested(EloState, now, study_id=sid, criterion_id=cid)
+    # A run that died took its request with it (a claim clears the request it serves): ask again.
+    dead = RecomputeState.objects.filter(running=True, requested_at__isnull=True).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - derived.stale_after())
+    )
+    (dead.filter(study_id=study_id) if study_id is not None else dead).update(requested_at=now)
+    elo = EloState.objects.filter(requested_at__isnull=False)
+    recompute = RecomputeState.objects.filter(requested_at__isnull=False)
+    if study_id is not None:
+        elo, recompute = elo.filter(study_id=study_id), recompute.filter(study_id=study_id)
+    for pk, sid, cid, requested_at, queued_at in elo.values_list("pk", "study_id", "criterion_id", "requested_at", "queued_at"):
+        sent += derived.dispatch(
+            EloState, pk=pk, requested_at=requested_at, queued_at=queued_at, task=elo_apply_task, args=(sid, cid), now=now
+        )
+    for pk, sid, requested_at, queued_at, running, heartbeat_at in recompute.values_list(
+        "pk", "study_id", "requested_at", "queued_at", "running", "heartbeat_at"
+    ):
+        sent += _recompute_dispatch(
+            pk=pk, study_id=sid, requested_at=requested_at, queued_at=queued_at, now=now,
+            running=running, heartbeat_at=heartbeat_at,
+        )
+    return sent
+
+
+def ratings_rerun(*, study_id: int) -> None:
+    """Staff "re-run": queue the study's online Elo (if votes are owed) and a full recompute now."""
+    EloState.objects.filter(study_id=study_id).update(queued_at=None)
+    derived.publish_backoff_clear()
+    ratings_catch_up(study_id=study_id)
+    recompute_request(study_id=study_id, now_please=True)
 
 
 # --------------------------------------------------------------------------- online Elo
@@ -91,107 +169,148 @@ def _score_left(choice: str, both_bad_as_tie: bool) -> float | None:
 
 
 def elo_apply(*, study_id: int, criterion_id: int) -> int:
-    """Apply every committed, not yet applied pairwise vote in id order. Returns how many."""
-    EloState.objects.filter(study_id=study_id, criterion_id=criterion_id).update(scheduled=False)
+    """Apply every committed, not yet applied vote, batch by batch. Returns how many.
+
+    Each batch takes the unapplied votes in id order under a row lock on the EloState and
+    stores its number on them, so the order votes entered the online Elo is (elo_batch, id):
+    a vote that commits after a vote with a higher id was applied enters with the next batch.
+    A retry, a duplicate message or a second worker finds nothing left to apply.
+    """
+    state, _ = EloState.objects.get_or_create(study_id=study_id, criterion_id=criterion_id)
+    # This run serves every request made so far; a vote committing from now on asks again.
+    EloState.objects.filter(pk=state.pk).update(requested_at=None, queued_at=None)
     both_bad_as_tie = Study.objects.filter(pk=study_id).values_list("both_bad_as_tie", flat=True).first()
     if both_bad_as_tie is None:
         return 0
     applied = 0
     while True:
         with transaction.atomic():
-            state, _ = EloState.objects.get_or_create(study_id=study_id, criterion_id=criterion_id)
             state = EloState.objects.select_for_update().get(pk=state.pk)
             rows = list(
                 Vote.objects.filter(study_id=study_id, criterion_id=criterion_id, elo_applied=False)
                 .order_by("id")
                 .values_list("id", "kind", "is_gold", "annotator__excluded", "generator_left_id", "generator_right_id", "choice")[:ELO_BATCH]
             )
-            if not rows:
-                return applied
-            ratings = {int(k): list(v) for k, v in state.ratings.items()}
-            for _vid, kind, is_gold, excluded, gl, gr, choice in rows:
-                if kind != VoteKind.PAIRWISE or is_gold or excluded:
-                    continue
-                s = _score_left(choice, both_bad_as_tie)
-                if s is None:
-                    continue
-                ra, na = ratings.get(gl, [1000.0, 0])
-                rb, nb = ratings.get(gr, [1000.0, 0])
-                ra, rb = elo_step(ra, rb, s)
-                ratings[gl] = [ra, na + 1]
-                ratings[gr] = [rb, nb + 1]
-                state.votes_applied += 1
-            ids = [r[0] for r in rows]
-            Vote.objects.filter(id__in=ids).update(elo_applied=True)
-            state.ratings = {str(k): v for k, v in ratings.items()}
-            state.last_vote_id = max(state.last_vote_id, ids[-1])
-            state.save(update_fields=["ratings", "votes_applied", "last_vote_id", "updated_at"])
-            applied += len(rows)
+            if rows:
+                ratings = {int(k): list(v) for k, v in state.ratings.items()}
+                for _vid, kind, is_gold, excluded, gl, gr, choice in rows:
+                    if kind != VoteKind.PAIRWISE or is_gold or excluded:
+                        continue
+                    s = _score_left(choice, both_bad_as_tie)
+                    if s is None:
+                        continue
+                    ra, na = ratings.get(gl, [1000.0, 0])
+                    rb, nb = ratings.get(gr, [1000.0, 0])
+                    ra, rb = elo_step(ra, rb, s)
+                    ratings[gl] = [ra, na + 1]
+                    ratings[gr] = [rb, nb + 1]
+                    state.votes_applied += 1
+                ids = [r[0] for r in rows]
+                state.batches += 1
+                Vote.objects.filter(id__in=ids).update(elo_applied=True, elo_batch=state.batches)
+                state.ratings = {str(k): v for k, v in ratings.items()}
+                state.last_vote_id = max(state.last_vote_id, ids[-1])
+                applied += len(rows)
+                # In the batch's transaction: the board is owed these votes even if this process
+                # dies before it queues the recompute (and even if the votes' own hook never ran).
+                _mark_requested(RecomputeState, timezone.now(), study_id=study_id)
+            state.finished_at = timezone.now()
+            state.save(update_fields=["ratings", "votes_applied", "last_vote_id", "batches", "finished_at", "updated_at"])
         if len(rows) < ELO_BATCH:
-            return applied
+            break
+    if applied:
+        recompute_request(study_id=study_id)
+    return applied
+
+
+def elo_reset(*, study_id: int) -> list[int]:
+    """Forget the online Elo of a study so it is replayed from the first vote (after annotators
+    were excluded or included again). Run inside the caller's transaction; returns criteria ids."""
+    criteria = []
+    for state in EloState.objects.select_for_update().filter(study_id=study_id).order_by("pk"):
+        Vote.objects.filter(study_id=study_id, criterion_id=state.criterion_id, elo_applied=True).update(elo_applied=False, elo_batch=None)
+        state.ratings, state.votes_applied, state.last_vote_id, state.batches = {}, 0, 0, 0
+        state.save(update_fields=["ratings", "votes_applied", "last_vote_id", "batches", "updated_at"])
+        criteria.append(state.criterion_id)
+    return criteria
 
 
 def elo_rebuild(*, study_id: int) -> None:
-    """Replay Elo from the first vote (after annotators were excluded or included again)."""
-    for state in EloState.objects.filter(study_id=study_id):
-        with transaction.atomic():
-            locked = EloState.objects.select_for_update().get(pk=state.pk)
-            Vote.objects.filter(study_id=study_id, criterion_id=locked.criterion_id, elo_applied=True).update(elo_applied=False)
-            locked.ratings, locked.votes_applied, locked.last_vote_id = {}, 0, 0
-            locked.save(update_fields=["ratings", "votes_applied", "last_vote_id", "updated_at"])
-        elo_apply(study_id=study_id, criterion_id=locked.criterion_id)
+    """Replay Elo from the first vote, now."""
+    with transaction.atomic():
+        criteria = elo_reset(study_id=study_id)
+    for criterion_id in criteria:
+        elo_apply(study_id=study_id, criterion_id=criterion_id)
 
 
 def annotator_exclusion_set(*, annotator: Annotator, excluded: bool, reason: str = "") -> None:
-    """Exclude an annotator from every rating (votes are kept), or include them again."""
-    annotator.excluded = excluded
-    annotator.excluded_reason = reason[:300] if excluded else ""
-    annotator.excluded_at = timezone.now() if excluded else None
-    annotator.save(update_fields=["excluded", "excluded_reason", "excluded_at"])
-    from .tasks import elo_rebuild_task
+    """Exclude an annotator from every rating (votes are kept), or include them again.
 
-    for study_id in Vote.objects.filter(annotator=annotator).values_list("study_id", flat=True).distinct():
-        transaction.on_commit(lambda sid=study_id: (elo_rebuild_task.delay(sid), recompute_schedule(study_id=sid, countdown=0)))
+    The Elo of each study they voted in is reset in the same transaction and requested again, so
+    a lost message cannot leave their votes counted.
+    """
+    with transaction.atomic():
+        annotator.excluded = excluded
+        annotator.excluded_reason = reason[:300] if excluded else ""
+        annotator.excluded_at = timezone.now() if excluded else None
+        annotator.save(update_fields=["excluded", "excluded_reason", "excluded_at"])
+        for study_id in Vote.objects.filter(annotator=annotator).values_list("study_id", flat=True).distinct().order_by():
+            criteria = elo_reset(study_id=study_id)
+            transaction.on_commit(lambda sid=study_id, cs=tuple(criteria): _after_exclusion(sid, cs))
+
+
+def _after_exclusion(study_id: int, criteria: tuple[int, ...]) -> None:
+    for criterion_id in criteria:
+        elo_request(study_id=study_id, criterion_id=criterion_id)
+    recompute_request(study_id=study_id, now_please=True)
 
 
 # --------------------------------------------------------------------------- full recompute
 
 
-def recompute_claim(*, study_id: int) -> bool:
+def recompute_claim(*, study_id: int) -> datetime | None:
+    """Claim the study's recompute: free, or held by a run whose heartbeat stopped (its worker
+    died). Returns the claim's start time (the token its run finishes with), or None."""
     now = timezone.now()
     RecomputeState.objects.get_or_create(study_id=study_id)
-    claimed = RecomputeState.objects.filter(study_id=study_id, running=False).update(
-        running=True, scheduled=False, started_at=now
+    free = Q(running=False) | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - derived.stale_after())
+    claimed = RecomputeState.objects.filter(free, study_id=study_id).update(
+        running=True, requested_at=None, queued_at=None, started_at=now, heartbeat_at=now
     )
-    if not claimed:  # a run that died long ago does not block forever
-        claimed = RecomputeState.objects.filter(study_id=study_id, running=True, started_at__lt=now - STALE_RUN).update(
-            running=True, scheduled=False, started_at=now
-        )
-    return bool(claimed)
+    return now if claimed else None
 
 
 def study_recompute(*, study_id: int) -> bool:
-    """Recompute every stored leaderboard of a study. False if another run holds the claim."""
-    if not recompute_claim(study_id=study_id):
+    """Recompute every stored leaderboard of a study. False if a live run holds the claim."""
+    token = recompute_claim(study_id=study_id)
+    if token is None:
+        # This message is spent; the live run queues the next one if votes came in meanwhile.
+        RecomputeState.objects.filter(study_id=study_id).update(queued_at=None)
         return False
+    state = RecomputeState.objects.get(study_id=study_id)
     t0 = time.perf_counter()
     error = ""
     try:
-        study = Study.objects.get(pk=study_id)
-        for criterion in study.criteria.all():
-            _recompute_criterion(study, criterion)
-        annotator_quality_store(study=study)
+        with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token):
+            study = Study.objects.get(pk=study_id)
+            for criterion in study.criteria.all():
+                _recompute_criterion(study, criterion)
+            annotator_quality_store(study=study)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         logger.exception("recompute of study %s failed", study_id)
         raise
     finally:
-        RecomputeState.objects.filter(study_id=study_id).update(
+        RecomputeState.objects.filter(pk=state.pk, started_at=token).update(
             running=False,
             finished_at=timezone.now(),
             last_duration_ms=int((time.perf_counter() - t0) * 1000),
             last_error=error,
         )
+        if not error:
+            again = RecomputeState.objects.filter(pk=state.pk).values_list("requested_at", "queued_at").first()
+            if again and again[0] is not None:
+                _recompute_dispatch(pk=state.pk, study_id=study_id, requested_at=again[0], queued_at=again[1], now=timezone.now())
     return True
 
 

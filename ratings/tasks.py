@@ -1,4 +1,5 @@
-"""Celery entry points of the ratings app (queue "default"). They take ids and are idempotent."""
+"""Celery entry points of the ratings app (queue "default"). They take ids and are idempotent:
+a duplicate or redelivered message finds nothing left to do."""
 
 from celery import shared_task
 
@@ -17,8 +18,4 @@ def elo_rebuild_task(study_id: int) -> None:
 
 @shared_task(name="ratings.recompute", acks_late=True)
 def recompute_task(study_id: int) -> bool:
-    ran = services.study_recompute(study_id=study_id)
-    if not ran:
-        # Another run holds the study; try again after it, so the latest votes are counted.
-        services.recompute_schedule(study_id=study_id)
-    return ran
+    return services.study_recompute(study_id=study_id)

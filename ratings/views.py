@@ -20,7 +20,7 @@ from judging.selectors import metrics_for_board, quality_profile, safety_for_boa
 from . import charts
 from .models import AnnotatorQuality
 from .selectors import board_version_get, categories_get, leaderboard_get
-from .services import annotator_exclusion_set, recompute_schedule
+from .services import annotator_exclusion_set, ratings_catch_up, recompute_request
 
 
 def can_view(user, study: Study) -> bool:
@@ -79,6 +79,7 @@ def leaderboard_page(request, slug: str):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         raise PermissionDenied("Leaderboards are for researchers and staff.")
+    ratings_catch_up(study_id=study.pk)
     criterion, criteria = _criterion(study, request.GET.get("criterion"))
     category = request.GET.get("category", "")
     version = board_version_get(study=study, criterion=criterion, category=category)
@@ -104,7 +105,7 @@ def leaderboard_recompute(request, slug: str):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         raise PermissionDenied
-    recompute_schedule(study_id=study.pk, countdown=0)
+    recompute_request(study_id=study.pk, now_please=True)
     return redirect("ratings:leaderboard", slug=slug)
 
 
@@ -145,6 +146,7 @@ class LeaderboardApi(APIView):
             if not request.user.is_authenticated:
                 return Response({"detail": "Authentication credentials were not provided."}, status=401)
             return Response({"detail": "Leaderboards are for researchers and staff."}, status=403)
+        ratings_catch_up(study_id=study.pk)
         criterion, _ = _criterion(study, request.query_params.get("criterion"))
         board = leaderboard_get(study=study, criterion=criterion, category=request.query_params.get("category", ""))
         metrics = metrics_for_board(study=study, board=board)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: migrate, load the demo, start a Celery worker per queue and the web server.
+# The default worker also sweeps for derived work that is owed (no separate beat process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBUG="${DEBUG:-1}"
@@ -24,6 +25,7 @@ cat <<MSG
     Uploads (staff):    http://127.0.0.1:8000/staff/uploads/  login admin / arena-admin
     Admin:              http://127.0.0.1:8000/admin/
     API schema:         http://127.0.0.1:8000/api/schema/
+  Jobs and health (staff): http://127.0.0.1:8000/staff/jobs/
   Worker logs: var/log/worker-default.log, var/log/worker-gpu.log, var/log/worker-cpu.log.  Ctrl-C stops everything.
 
 MSG

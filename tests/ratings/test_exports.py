@@ -29,7 +29,7 @@ VOTE_COLUMNS = [
     "vote_id", "study", "criterion", "kind", "annotator", "annotator_excluded", "prompt", "prompt_category",
     "output_left_id", "output_left_sha256", "generator_left", "output_right_id", "output_right_sha256",
     "generator_right", "answer", "left_output_id", "winner_output_id", "response_ms", "is_gold", "gold_correct",
-    "served_at", "created_at",
+    "served_at", "created_at", "elo_batch",
 ]
 # The columns of yuvalkirstain/pickapic_v2 (its dataset card), and those Diffusion-DPO and PickScore read.
 PICKAPIC_V2_COLUMNS = {

@@ -220,7 +220,7 @@ def test_vote_commits_queue_one_elo_update_and_one_recompute(make_study, django_
     from ratings import tasks
 
     calls = {"elo": 0, "recompute": 0}
-    monkeypatch.setattr(tasks.elo_apply_task, "delay", lambda *a: calls.__setitem__("elo", calls["elo"] + 1))
+    monkeypatch.setattr(tasks.elo_apply_task, "apply_async", lambda *a, **k: calls.__setitem__("elo", calls["elo"] + 1))
     monkeypatch.setattr(tasks.recompute_task, "apply_async", lambda *a, **k: calls.__setitem__("recompute", calls["recompute"] + 1))
     study = make_study(kinds=("pairwise",))
     annotator = Annotator.objects.create()

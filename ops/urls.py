@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+app_name = "ops"
+
+urlpatterns = [
+    path("staff/jobs/", views.jobs_page, name="jobs"),
+    path("staff/jobs/rerun/", views.derivation_rerun_view, name="rerun"),
+]
+
+api_urlpatterns = [
+    path("health/", views.HealthApi.as_view(), name="api_health"),
+]

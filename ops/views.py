@@ -1,0 +1,61 @@
+"""Health for staff (page and API) and the staff jobs page: everything derived, stuck or not.
+
+`/healthz` (arena) stays a bare liveness check for load balancers: one database query."""
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from arena import roles
+from judging.models import ScoreJob
+from judging.services import jobs_recent
+
+from .selectors import broker_check, database_check, health_get, pending_get, workers_seen
+from .services import derivation_rerun
+
+
+class HealthApi(APIView):
+    """Database, broker, workers seen in the last minute, owed derivations and the oldest one's age.
+    503 when the database does not answer; "status" is "degraded" when the broker is down, no
+    worker was seen or something is stuck."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=dict)
+    def get(self, request):
+        health = health_get()
+        return Response(health, status=503 if health["database"] != "ok" else 200)
+
+
+@roles.staff_required
+def jobs_page(request):
+    template = "judging/jobs.html#jobs" if request.htmx else "judging/jobs.html"
+    jobs = list(jobs_recent())
+    pending = pending_get()
+    active = bool(pending) or any(j.status in (ScoreJob.Status.PENDING, ScoreJob.Status.RUNNING) for j in jobs)
+    ctx = {
+        "jobs": jobs, "active": active, "pending": pending, "workers": workers_seen(),
+        "database": database_check(), "broker": broker_check(), "oldest": pending[0] if pending else None,
+    }
+    return render(request, template, ctx)
+
+
+@roles.staff_required
+@require_POST
+def derivation_rerun_view(request):
+    what = request.POST.get("what", "")
+    try:
+        pk = int(request.POST.get("id", ""))
+        queued = derivation_rerun(what=what, pk=pk)
+    except ValueError as exc:
+        messages.error(request, f"Nothing re-run: {exc}")
+        return redirect("ops:jobs")
+    if queued:
+        messages.success(request, f"Queued {what} {pk} again.")
+    else:
+        messages.info(request, f"{what} {pk} has a live run or a message on its way; nothing else queued.")
+    return redirect("ops:jobs")
