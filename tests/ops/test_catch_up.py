@@ -126,7 +126,7 @@ def test_votes_whose_after_commit_hook_never_ran_are_found_by_the_sweep(make_stu
     study = make_study(kinds=("pairwise",))
     annotator = Annotator.objects.create()
     a, _ = task_next(study=study, annotator=annotator, ahead=0)
-    vote_record(assignment_id=a.pk, annotator=annotator, answer="right")  # on_commit never runs here
+    vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer="right")  # on_commit never runs here
     assert not EloState.objects.filter(study=study).exists()
     assert derivations_sweep() >= 1
     assert EloState.objects.get(study=study).votes_applied == 1
@@ -160,7 +160,7 @@ def test_the_sweep_runs_again_a_recompute_whose_worker_died_mid_run(make_study, 
     study = make_study(kinds=("pairwise",))
     annotator = Annotator.objects.create()
     a, _ = task_next(study=study, annotator=annotator, ahead=0)
-    vote_record(assignment_id=a.pk, annotator=annotator, answer="left")
+    vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer="left")
     elo_state = EloState.objects.create(study=study, criterion=study.criteria.get())
     Vote.objects.update(elo_applied=True)  # only the board is owed: its run died after claiming it
     EloState.objects.filter(pk=elo_state.pk).update(votes_applied=1)
@@ -246,7 +246,7 @@ def test_health_reports_database_broker_workers_and_the_oldest_pending_derivatio
     broker.lossy()
     annotator = Annotator.objects.create()
     a, _ = task_next(study=study, annotator=annotator, ahead=0)
-    vote_record(assignment_id=a.pk, annotator=annotator, answer="left")  # its hook never runs
+    vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer="left")  # its hook never runs
     Vote.objects.update(created_at=timezone.now() - timedelta(minutes=5))
     res = api_client_for(admin_user).get("/api/health/")
     assert res.status_code == 200
