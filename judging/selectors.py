@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from django.db.models import F, OuterRef, Subquery
-from scipy import stats as sps
-
-from arena.models import Study, Vote, VoteKind
+from arena.models import Study
 
 from .models import GeneratorMetric, OutputScore
 
@@ -44,6 +40,8 @@ def metrics_for_board(*, study: Study, board: dict | None) -> dict | None:
     values = {m.key: {gid: v for gid, (v, _, _) in stored[m.key].items() if v is not None} for _, m in declared}
     for row in rows:
         row["metric_values"] = [_cell(m, stored[m.key].get(row["id"])) for _, m in declared]
+    # Agreement with people is computed by the full recompute and stored with the board.
+    stored_agreement = {a["metric"]: a for a in (board or {}).get("metric_agreement", [])}
     agreement, scatters = [], []
     from ratings.charts import scatter
 
@@ -51,28 +49,15 @@ def metrics_for_board(*, study: Study, board: dict | None) -> dict | None:
     for cls, m in declared:
         if not has_votes:
             break
-        pairs = [(r["name"], values[m.key].get(r["id"]), r.get("bt")) for r in rows]
-        pts = [(n, v, b) for n, v, b in pairs if v is not None and b is not None]
-        spearman = kendall = None
-        sign = 1 if m.higher_is_better else -1
-        mv = np.array([p[1] for p in pts]) * sign
-        bv = np.array([p[2] for p in pts])
-        if len(pts) >= 3 and np.ptp(mv) > 0 and np.ptp(bv) > 0:
-            spearman = float(sps.spearmanr(mv, bv).statistic)
-            kendall = float(sps.kendalltau(mv, bv).statistic)
-        if m.per_output and cls.measures and m.per_output == cls.measures[0].name:
-            acc, n = pairwise_accuracy_per_output(
-                study=study, criterion_slug=board.get("criterion"), scorer=cls.name, higher=cls.measures[0].higher_is_better
-            )
-        else:
-            acc, n = pairwise_accuracy_per_generator(board=board, values=values[m.key], higher=m.higher_is_better)
-        agreement.append({
-            "metric": m.key, "label": m.label, "formula": m.formula, "n": len(pts),
-            "spearman": _fmt(spearman), "kendall": _fmt(kendall), "pairwise_accuracy": _fmt(acc),
-            "pairwise_votes": n,
-            "raw": {"spearman": spearman, "kendall": kendall, "pairwise_accuracy": acc},
-        })
+        a = stored_agreement.get(m.key)
+        if a is not None:
+            agreement.append({"metric": m.key, "label": m.label, "formula": m.formula,
+                              "per_generator": _figures(a.get("per_generator", {})),
+                              "per_output": {k: _figures(v) if "value" not in v else _figure(v)
+                                             for k, v in a.get("per_output", {}).items()}})
         # One scatter per scorer (its headline metric) keeps the page short.
+        pts = [(r["name"], values[m.key].get(r["id"]), r.get("bt")) for r in rows]
+        pts = [(n, v, b) for n, v, b in pts if v is not None and b is not None]
         svg = scatter(pts, x_label=m.label, y_label="Bradley–Terry rating") if m is cls.metrics[0] else ""
         if svg:
             scatters.append(svg)
@@ -94,6 +79,22 @@ def metrics_for_board(*, study: Study, board: dict | None) -> dict | None:
     }
 
 
+def _figure(f: dict | None) -> dict:
+    """A stored figure {value, low, high, n} as text: "0.71 [0.52, 0.84]"."""
+    if not f or f.get("value") is None:
+        return {"text": "—", "n": (f or {}).get("n")}
+    text = _fmt(f["value"])
+    if f.get("low") is not None and f.get("high") is not None:
+        text += f" [{f['low']:.2f}, {f['high']:.2f}]"
+    return {"text": text, "n": f.get("n"), "value": f["value"]}
+
+
+def _figures(block: dict) -> dict:
+    out = {k: _figure(v) for k, v in block.items() if isinstance(v, dict)}
+    out["n"] = block.get("n")
+    return out
+
+
 def _cell(metric, entry) -> dict:
     """A metric cell: the value, its interval (when stored) and why it is missing (if it is)."""
     if entry is None:
@@ -109,47 +110,6 @@ def _cell(metric, entry) -> dict:
     elif "std" in details:
         title = f"± {details['std']:.{metric.digits}f} (std over subsets/splits), n = {n}"
     return {"text": _fmt(value, metric.digits), "title": title}
-
-
-def pairwise_accuracy_per_output(
-    *, study: Study, criterion_slug: str | None, scorer: str, higher: bool = True
-) -> tuple[float | None, int]:
-    """Share of decisive pairwise votes whose chosen output the metric also scores better
-    (higher, or lower for a lower-is-better score); outputs the scorer skipped are left out."""
-    score = OutputScore.objects.filter(scorer=scorer, value__isnull=False).order_by("-created_at")
-    qs = Vote.objects.filter(study=study, kind=VoteKind.PAIRWISE, is_gold=False, annotator__excluded=False, choice__in=["left", "right"])
-    if criterion_slug:
-        qs = qs.filter(criterion__slug=criterion_slug)
-    qs = qs.annotate(
-        s_left=Subquery(score.filter(output_id=OuterRef("output_left_id")).values("value")[:1]),
-        s_right=Subquery(score.filter(output_id=OuterRef("output_right_id")).values("value")[:1]),
-    ).filter(s_left__isnull=False, s_right__isnull=False).exclude(s_left=F("s_right"))
-    rows = list(qs.values_list("choice", "s_left", "s_right"))
-    if not rows:
-        return None, 0
-    agree = sum((c == "left") == ((sl > sr) if higher else (sl < sr)) for c, sl, sr in rows)
-    return agree / len(rows), len(rows)
-
-
-def pairwise_accuracy_per_generator(*, board: dict, values: dict[int, float], higher: bool) -> tuple[float | None, int]:
-    """For generator-level metrics: decisive wins between two generators the metric orders the same way."""
-    order = board.get("order") or []
-    wr, counts = board.get("win_rate"), board.get("counts")
-    if not order or wr is None or counts is None:
-        return None, 0
-    agree = total = 0.0
-    for i, gi in enumerate(order):
-        for j, gj in enumerate(order):
-            if i >= j or gi not in values or gj not in values or values[gi] == values[gj]:
-                continue
-            n = counts[i][j] or 0
-            if not n or wr[i][j] is None:
-                continue
-            wins_i = wr[i][j] * n
-            better_i = values[gi] > values[gj] if higher else values[gi] < values[gj]
-            agree += wins_i if better_i else n - wins_i
-            total += n
-    return (agree / total if total else None), int(total)
 
 
 def safety_for_board(*, study: Study) -> dict | None:

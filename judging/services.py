@@ -294,6 +294,13 @@ def output_scores_compute(*, cls, scorer, outputs: list[Output], model_id: str) 
 # --------------------------------------------------------------------------- per-generator metrics
 
 
+def _agreement_refresh(*, study_id: int) -> None:
+    """New metric values: the board's stored agreement with people is recomputed with the next run."""
+    from ratings.services import recompute_request
+
+    recompute_request(study_id=study_id, now_please=True)
+
+
 def generator_metrics_run(*, job: ScoreJob) -> None:
     """Per-generator metrics one scorer declares: means (t interval) or shares at the
     screening threshold (Wilson interval) of its per-output measures; for scorers that embed
@@ -346,6 +353,7 @@ def generator_metrics_run(*, job: ScoreJob) -> None:
         if cls.embeds_images:
             written += _embedding_metrics(cls.name, model_id, study, by_gen)
     _job_done(job, written, t0, message=f"{written} generator metric(s) from {cls.name} for study {study.slug}")
+    _agreement_refresh(study_id=study.pk)
 
 
 def _embedding_metrics(name: str, model_id: str, study: Study, by_gen: dict) -> int:
@@ -434,6 +442,7 @@ def fid_run(*, job: ScoreJob) -> None:
         done += 1
         _job_progress(job, done, t0, str(getattr(scorer, "device", "")))
     _job_done(job, done, t0, message=f"FID, IS, KID, precision/recall, density/coverage for {done} generator(s) against {reference.name}")
+    _agreement_refresh(study_id=job.study_id)
 
 
 def _distribution_metrics_save(g, study, reference, feats, ref_feats, logits) -> None:

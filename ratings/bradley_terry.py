@@ -387,6 +387,7 @@ def bootstrap_bt_clusters(
     *,
     rounds: int = 1000,
     seed: int | np.random.Generator | None = 0,
+    weights: ArrayLike | None = None,
     **fit_kwargs: Any,
 ) -> NDArray[np.float64]:
     """Cluster bootstrap of :func:`fit_bt` ratings, shape ``(rounds, n)``.
@@ -395,6 +396,9 @@ def bootstrap_bt_clusters(
     draws as many clusters as there are, with replacement, and refits on every vote of the
     drawn clusters (a cluster drawn twice counts twice). When votes on one prompt are
     correlated, this gives honest, wider intervals than resampling single votes.
+
+    ``weights`` (rounds × clusters, in the order of ``numpy.unique(clusters)``) gives the draws
+    instead, so other statistics can be bootstrapped on the very same resamples.
     """
     allowed = {"base", "scale", "init_rating", "anchor", "anchor_rating"}
     unknown = set(fit_kwargs) - allowed
@@ -403,6 +407,9 @@ def bootstrap_bt_clusters(
     opts: dict[str, Any] = {"base": 10.0, "scale": 400.0, "init_rating": 1000.0, "anchor": None, "anchor_rating": 1000.0}
     opts.update(fit_kwargs)
     _check_anchor(opts["anchor"], n)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        rounds = weights.shape[0]
     rounds = int(rounds)
     if rounds < 0:
         raise ValueError("rounds must be non-negative")
@@ -414,6 +421,7 @@ def bootstrap_bt_clusters(
     cl = np.asarray(clusters).ravel()
     if cl.shape != a.shape:
         raise ValueError("clusters must have one entry per row")
+    all_labels = np.unique(cl)
     pi, pj, c_ij, c_ji, c_t = aggregate_pairs(n, a, b, wa, wb, t)
     out = np.full((rounds, n), np.nan)
     if rounds == 0 or pi.size == 0:
@@ -426,11 +434,13 @@ def bootstrap_bt_clusters(
     lo, hi = np.where(swap, b, a), np.where(swap, a, b)
     pair = np.array([pair_of.get(int(x) * n + int(y), -1) for x, y in zip(lo, hi)], dtype=np.intp)
     use = pair >= 0
-    labels, cluster = np.unique(cl[use], return_inverse=True)
+    cluster = np.searchsorted(all_labels, cl[use])
     pair, swap = pair[use], swap[use]
     win_lo = np.where(swap, wb[use], wa[use])
     win_hi = np.where(swap, wa[use], wb[use])
-    k = labels.size
+    k = all_labels.size
+    if weights is not None and weights.shape[1] != k:
+        raise ValueError(f"weights must have one column per cluster ({k})")
     # Nonzero (cluster, cell) counts; cells are wins of the lower index, of the higher, ties.
     row_cluster = np.tile(cluster, 3)
     row_cell = np.concatenate([pair, pair + m, pair + 2 * m])
@@ -438,11 +448,16 @@ def bootstrap_bt_clusters(
     nz = row_count > 0
     row_cluster, row_cell, row_count = row_cluster[nz], row_cell[nz], row_count[nz]
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    done = [0]
 
     def draw(r: int) -> NDArray[np.float64]:
-        weights = rng.multinomial(k, np.full(k, 1.0 / k), size=r).astype(np.float64)
+        if weights is not None:
+            w = weights[done[0] : done[0] + r]
+            done[0] += r
+        else:
+            w = rng.multinomial(k, np.full(k, 1.0 / k), size=r).astype(np.float64)
         out = np.zeros((r, 3 * m))
-        np.add.at(out, (slice(None), row_cell), weights[:, row_cluster] * row_count)
+        np.add.at(out, (slice(None), row_cell), w[:, row_cluster] * row_count)
         return out
 
     return _fit_draws(n, pi, pj, c_ij, c_ji, c_t, rounds, opts, draw)

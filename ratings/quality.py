@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from django.db.models import Count, F, Q
-from django.db.models.functions import Greatest, Least
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When, Window
+from django.db.models.functions import Coalesce, Greatest, Least, RowNumber
 from django.utils import timezone
 
 from arena.models import Annotator, Assignment, Study, Vote, VoteKind
@@ -44,41 +44,56 @@ def _medians_from_histogram(rows) -> dict[int, float]:
     return out
 
 
-def _agreement_with_others(base) -> dict[int, tuple[int, int]]:
-    """annotator id -> (answers matching the others' majority, answers on items others answered)."""
-    lo, hi = Least("output_left_id", "output_right_id"), Greatest("output_left_id", "output_right_id")
-    rows = list(
-        base.annotate(u0=lo, u1=hi)
-        .values_list("annotator_id", "kind", "criterion_id", "u0", "u1", "score", "choice", "output_left_id")
+AGREEMENT_SAMPLE_PER_ANNOTATOR = 300
+
+
+def pairwise_outcome():
+    """A pairwise vote's outcome in its pair's canonical orientation, as an SQL expression:
+    lower output id wins 0, tie 1, higher id wins 2, both bad 3."""
+    return Case(
+        When(choice="tie", then=Value(1)),
+        When(choice="bothbad", then=Value(3)),
+        When(Q(choice="left", output_left_id__lt=F("output_right_id")) | Q(choice="right", output_right_id__lt=F("output_left_id")), then=Value(0)),
+        default=Value(2),
+        output_field=IntegerField(),
     )
-    items: dict[tuple, list[tuple[int, object]]] = defaultdict(list)
-    for aid, kind, crit, u0, u1, score, choice, left in rows:
-        if kind == VoteKind.PAIRWISE:
-            # The winner as an output id (ties and both-bad as themselves), whatever side it was on.
-            value = choice if choice in ("tie", "bothbad") else (left if choice == "left" else (u0 + u1 - left))
-            items[(kind, crit, u0, u1)].append((aid, value))
-        else:
-            items[(kind, crit, u0, 0)].append((aid, score))
+
+
+def _agreement_with_others(base) -> dict[int, tuple[int, int]]:
+    """annotator id -> (answers matching the others' majority, answers on items others answered).
+
+    Item value counts are aggregated in SQL over every vote; each annotator's answers are read
+    for their latest AGREEMENT_SAMPLE_PER_ANNOTATOR votes (enough to tell, and bounded however
+    large the study grows).
+    """
+    lo, hi = Least("output_left_id", Coalesce("output_right_id", Value(0))), Greatest("output_left_id", Coalesce("output_right_id", Value(0)))
+    value = Case(When(kind=VoteKind.PAIRWISE, then=pairwise_outcome()), default=F("score"), output_field=IntegerField())
+    annotated = base.annotate(u0=lo, u1=hi, v=value)
+    counts: dict[tuple, dict[int, int]] = defaultdict(dict)
+    for kind, crit, u0, u1, v, n in annotated.values_list("kind", "criterion_id", "u0", "u1", "v").annotate(n=Count("id")).order_by():
+        counts[(kind, crit, u0, u1)][v] = n
+    latest = annotated.annotate(
+        rank=Window(RowNumber(), partition_by=[F("annotator_id")], order_by=F("id").desc())
+    ).filter(rank__lte=AGREEMENT_SAMPLE_PER_ANNOTATOR)
     out: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for (kind, *_), answers in items.items():
-        if len(answers) < 2:
-            continue
-        for k, (aid, value) in enumerate(answers):
-            others = [v for j, (_, v) in enumerate(answers) if j != k]
-            if kind == VoteKind.LIKERT:
-                match = abs(value - float(np.median(others))) <= 1
-            else:
-                counts = defaultdict(int)
-                for v in others:
-                    counts[v] += 1
-                top = max(counts.values())
-                majority = [v for v, c in counts.items() if c == top]
-                if len(majority) > 1:
-                    continue  # the others are split: nothing to agree with
-                match = value == majority[0]
-            out[aid][0] += int(match)
-            out[aid][1] += 1
-    return {aid: (v[0], v[1]) for aid, v in out.items()}
+    for aid, kind, crit, u0, u1, v in latest.values_list("annotator_id", "kind", "criterion_id", "u0", "u1", "v"):
+        others = dict(counts.get((kind, crit, u0, u1), {}))
+        others[v] = others.get(v, 0) - 1
+        others = {k: c for k, c in others.items() if c > 0}
+        if not others:
+            continue  # nobody else answered this item
+        if kind == VoteKind.LIKERT:
+            expanded = [k for k, c in others.items() for _ in range(c)]
+            match = abs(v - float(np.median(expanded))) <= 1
+        else:
+            top = max(others.values())
+            majority = [k for k, c in others.items() if c == top]
+            if len(majority) > 1:
+                continue  # the others are split: nothing to agree with
+            match = v == majority[0]
+        out[aid][0] += int(match)
+        out[aid][1] += 1
+    return {aid: (m, n) for aid, (m, n) in out.items()}
 
 
 def annotator_quality_compute(*, study: Study) -> list[dict]:

@@ -17,7 +17,7 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+from django.db.models import Count, Q, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
@@ -29,7 +29,9 @@ from . import bradley_terry as bt
 from . import board as board_rules
 from . import stats
 from .elo import elo_step
-from .quality import annotator_quality_store
+from .quality import annotator_quality_store, pairwise_outcome
+from judging.agreement import metric_agreement_compute
+from judging.selectors import safety_for_board
 from .models import EloState, LeaderboardResult, RecomputeState
 
 logger = logging.getLogger(__name__)
@@ -387,6 +389,8 @@ def _recompute_criterion(study: Study, criterion) -> None:
             needed = _votes_needed(data)
             data["votes_needed"] = needed["value"]
             data["votes_needed_status"] = needed["status"]
+            data["metric_agreement"] = metric_agreement_compute(study=study, criterion=criterion, board=_clean(data), base=base)
+            data["safety"] = safety_for_board(study=study)
         LeaderboardResult.objects.update_or_create(
             study=study, criterion=criterion, category=cat,
             defaults={"computed_at": now, "votes_total": data["votes_total"], "data": _clean(data)},
@@ -534,13 +538,7 @@ def _agreement(base) -> dict:
     """
     out = {}
     lo, hi = Least("output_left_id", "output_right_id"), Greatest("output_left_id", "output_right_id")
-    pairwise_value = Case(
-        When(choice="tie", then=Value(1)),
-        When(choice="bothbad", then=Value(3)),
-        When(Q(choice="left", output_left_id__lt=F("output_right_id")) | Q(choice="right", output_right_id__lt=F("output_left_id")), then=Value(0)),
-        default=Value(2),
-        output_field=IntegerField(),
-    )
+    pairwise_value = pairwise_outcome()
     prompt = "output_left__prompt_id"
     specs = {
         VoteKind.LIKERT: ("ordinal", base.filter(kind=VoteKind.LIKERT).values_list("output_left_id", Value(0), prompt, "score")),

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from arena import roles
 from arena.models import Annotator, Study
-from judging.selectors import metrics_for_board, quality_profile, safety_for_board
+from judging.selectors import metrics_for_board, quality_profile
 
 from . import charts
 from .models import AnnotatorQuality
@@ -61,7 +61,7 @@ def board_context(study: Study, criterion, category: str) -> dict:
                 title="Win rate of the row generator against the column generator",
             )
     ctx["metrics"] = metrics_for_board(study=study, board=board)
-    ctx["safety"] = safety_for_board(study=study)
+    ctx["safety"] = (board or {}).get("safety")  # stored by the recompute
     ctx["profile"] = quality_profile(study=study)
     return ctx
 
@@ -155,7 +155,7 @@ class LeaderboardApi(APIView):
         profile = quality_profile(study=study)
         extra = {
             "metrics": metrics,
-            "safety": safety_for_board(study=study),
+            "safety": (board or {}).get("safety"),
             "quality_profile": (
                 {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
                 if profile else None
