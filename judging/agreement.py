@@ -5,10 +5,10 @@ Per generator: Pearson, Spearman and Kendall τ-b between the metric and the Bra
 rating, and pairwise accuracy on the human pairwise votes between generators. Per output: the
 same correlations between the metric and the mean 1–5 rating people gave that output, and
 pairwise accuracy on the human pairwise votes between outputs. Pairwise accuracy is always
-Deutsch et al. (2023)'s tie-calibrated accuracy (`ratings.stats.pairwise_accuracy`, human ties
+Deutsch et al. (2023)'s tie-calibrated accuracy (`ratings.stats.tie_calibration`, human ties
 kept). Every figure has a 95 % percentile bootstrap interval that resamples prompts (for the
-per-generator figures, the Bradley–Terry refit and the metric means use the same resampled
-prompts).
+per-generator correlations, the Bradley–Terry refit and the metric means use the same resampled
+prompts; for pairwise accuracy, the tie threshold is calibrated once on all votes).
 """
 
 from __future__ import annotations
@@ -35,6 +35,33 @@ def _signed(values, higher: bool):
 
 def _correlations(x, y) -> dict:
     return {"pearson": stats.pearson(x, y), "spearman": stats.spearman(x, y), "kendall": stats.kendall_tau_b(x, y)}
+
+
+def _accuracy_with_interval(human, diff, clusters, counts) -> dict:
+    """Tie-calibrated pairwise accuracy of aggregated vote cells (each `counts` votes with one
+    human label and metric difference), and a 95 % interval that resamples clusters (prompts).
+
+    The tie threshold is calibrated once on all the votes; each bootstrap round then re-weights
+    the clusters' correct and total counts (so a million votes cost a few matrix products, not
+    a re-sort per round). The interval leaves out the threshold's own sampling variation.
+    """
+    human, diff, counts = np.asarray(human), np.asarray(diff, dtype=np.float64), np.asarray(counts, dtype=np.int64)
+    acc, eps = stats.tie_calibration(np.repeat(human, counts), np.repeat(diff, counts))
+    predicted = np.where(np.abs(diff) <= eps, 0, np.sign(diff))
+    correct = (predicted == human) * counts
+    labels, k = np.unique(np.asarray(clusters), return_inverse=True)
+    right = np.bincount(k, weights=correct, minlength=labels.size)
+    total = np.bincount(k, weights=counts, minlength=labels.size)
+    low = high = None
+    if labels.size >= 2:
+        rng = np.random.default_rng(0)
+        w = rng.multinomial(labels.size, np.full(labels.size, 1.0 / labels.size), size=ROUNDS).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            reps = (w @ right) / (w @ total)
+        reps = reps[np.isfinite(reps)]
+        if reps.size * 2 >= ROUNDS:
+            low, high = (float(x) for x in np.quantile(reps, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]))
+    return {"value": acc, "low": low, "high": high, "n": int(counts.sum()), "epsilon": eps}
 
 
 def _human_label(choice: str, both_bad_as_tie: bool) -> int | None:
@@ -67,25 +94,21 @@ def _per_output(study: Study, criterion, base, cls, higher: bool) -> dict:
             corr[name] = {"value": corr[name], "low": low, "high": high}
         out["rating"] = {**corr, "n": len(rated)}
     pairs = list(
-        base.filter(kind=VoteKind.PAIRWISE).values_list("output_left_id", "output_right_id", "output_left__prompt_id", "choice")
+        base.filter(kind=VoteKind.PAIRWISE)
+        .values_list("output_left_id", "output_right_id", "output_left__prompt_id", "choice")
+        .annotate(n=Count("id")).order_by()
     )
-    labels, diffs, prompts = [], [], []
-    for left, right, prompt, choice in pairs:
+    labels, diffs, prompts, counts = [], [], [], []
+    for left, right, prompt, choice, n in pairs:
         label = _human_label(choice, study.both_bad_as_tie)
         if label is None or left not in scores or right not in scores:
             continue
         labels.append(label)
         diffs.append(scores[left] - scores[right])
         prompts.append(prompt)
+        counts.append(n)
     if labels:
-        human = np.array(labels)
-        diff = _signed(diffs, higher)
-        acc = stats.pairwise_accuracy(human, diff, ties="calibrated")
-        low, high = stats.bootstrap_ci(
-            lambda h, d: stats.pairwise_accuracy(h, d, ties="calibrated"), human, diff,
-            clusters=np.array(prompts), rounds=ROUNDS, level=LEVEL, seed=0,
-        )
-        out["pairwise_accuracy"] = {"value": acc, "low": low, "high": high, "n": len(labels)}
+        out["pairwise_accuracy"] = _accuracy_with_interval(labels, _signed(diffs, higher), prompts, counts)
     return out
 
 
@@ -118,15 +141,7 @@ def _per_generator(study: Study, base, board: dict, metric, cls, values: dict[in
         weights_n.append(n)
         prompts.append(prompt)
     if labels:
-        reps = np.array(weights_n)
-        human = np.repeat(np.array(labels), reps)
-        diff = np.repeat(_signed(diffs, higher), reps)
-        acc = stats.pairwise_accuracy(human, diff, ties="calibrated")
-        low, high = stats.bootstrap_ci(
-            lambda h, d: stats.pairwise_accuracy(h, d, ties="calibrated"), human, diff,
-            clusters=np.repeat(np.array(prompts), reps), rounds=ROUNDS, level=LEVEL, seed=0,
-        )
-        out["pairwise_accuracy"] = {"value": acc, "low": low, "high": high, "n": int(reps.sum())}
+        out["pairwise_accuracy"] = _accuracy_with_interval(labels, _signed(diffs, higher), prompts, weights_n)
     # Intervals for the correlations: resample prompts; refit BT and re-average the metric on them.
     if len(rows) >= 3 and metric.per_output and cls.measures and metric.per_output == cls.measures[0].name and cells and pos:
         _generator_intervals(out, base, rows, cls, higher, pos, len(order), cells)
