@@ -67,8 +67,12 @@ def board_context(study: Study, criterion, category: str) -> dict:
 def leaderboard_index(request):
     if not request.user.is_authenticated and not Study.objects.filter(public_leaderboard=True).exists():
         return redirect_to_login(request.get_full_path())
-    studies = Study.objects.all() if roles.is_researcher(request.user) else Study.objects.filter(public_leaderboard=True)
-    return render(request, "ratings/index.html", {"studies": studies.order_by("name")})
+    researcher = roles.is_researcher(request.user)
+    studies = list((Study.objects.all() if researcher else Study.objects.filter(public_leaderboard=True)).order_by("name"))
+    from arena.studies import studies_progress_get
+
+    rows = studies_progress_get(studies) if researcher else [{"study": s} for s in studies]
+    return render(request, "ratings/index.html", {"rows": rows, "show_progress": researcher})
 
 
 def leaderboard_page(request, slug: str):
