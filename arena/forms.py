@@ -90,9 +90,11 @@ class GoldTaskForm(forms.Form):
     output = forms.ModelChoiceField(queryset=Output.objects.none(), widget=forms.RadioSelect, label="Image")
     other_output = forms.ModelChoiceField(queryset=Output.objects.none(), required=False, widget=forms.RadioSelect,
                                           label="Second image (pairwise)")
-    expected_answer = forms.CharField(
-        max_length=10, help_text="Rating: 1–5 (±1 accepted) · good/bad: good or bad · pairwise: output, other_output or tie",
-    )
+    expected_answer = forms.ChoiceField(choices=[
+        ("Rating 1–5 (±1 accepted)", [(str(n), str(n)) for n in range(1, 6)]),
+        ("Good / bad", [("good", "Good"), ("bad", "Bad")]),
+        ("Pairwise", [("output", "First image better"), ("other_output", "Second image better"), ("tie", "Tie")]),
+    ])
 
     def __init__(self, *args, study: Study, outputs, **kwargs):
         super().__init__(*args, **kwargs)
@@ -111,9 +113,9 @@ class GoldTaskForm(forms.Form):
             elif data.get("output") and data["other_output"].prompt_id != data["output"].prompt_id:
                 self.add_error("other_output", "Both images of a pairwise gold task must answer the same prompt.")
             if answer not in ("output", "other_output", "tie"):
-                self.add_error("expected_answer", "For pairwise, answer output, other_output or tie.")
+                self.add_error("expected_answer", "For pairwise, answer first image better, second image better or tie.")
         elif kind == VoteKind.LIKERT and answer not in {"1", "2", "3", "4", "5"}:
-            self.add_error("expected_answer", "For a rating, answer a number from 1 to 5.")
+            self.add_error("expected_answer", "For a rating, answer a number from 1 to 5 (±1 is accepted).")
         elif kind == VoteKind.BINARY and answer not in ("good", "bad"):
             self.add_error("expected_answer", "For good / bad, answer good or bad.")
         if kind != VoteKind.PAIRWISE:

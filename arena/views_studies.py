@@ -103,7 +103,8 @@ def study_overview(request, slug: str):
     overview = study_overview_get(study=study)
     jobs = ScoreJob.objects.filter(study=study).order_by("-id")[:10]
     return render(request, "arena/study_overview.html", {
-        "study": study, "o": overview, "chart": charts.votes_over_time_chart(overview["series"]), "jobs": jobs,
+        "study": study, "o": overview, "chart": charts.votes_over_time_chart(
+            overview["series"], bucket_seconds=3600.0 if overview["series_unit"] == "hour" else 86400.0), "jobs": jobs,
         "criteria": list(study.criteria.all()),
     })
 

@@ -140,15 +140,16 @@ def _nice_step(span: float) -> float:
 SERIES_COLOURS = ("#2f5bea", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#1d2330")
 
 
-def votes_over_time_chart(series: dict[str, list[tuple]], *, width: int = 640, height: int = 220) -> str:
+def votes_over_time_chart(series: dict[str, list[tuple]], *, width: int = 640, height: int = 220,
+                          bucket_seconds: float = 3600.0) -> str:
     """Cumulative votes per series (kind · criterion) as step lines over time, with a legend."""
     series = {k: v for k, v in series.items() if v}
     if not series:
         return ""
     times = sorted({t for pts in series.values() for t, _ in pts})
     t0, t1 = times[0].timestamp(), times[-1].timestamp()
-    if t1 == t0:
-        t1 = t0 + 3600.0
+    # The last bucket gets its own width, so a single bucket is still a visible step.
+    t1 += max(bucket_seconds, (t1 - t0) / 20)
     totals = {k: sum(n for _, n in pts) for k, pts in series.items()}
     top_n = max(totals.values())
     left, right, top = 48, 12, 12
@@ -173,8 +174,9 @@ def votes_over_time_chart(series: dict[str, list[tuple]], *, width: int = 640, h
         parts.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end" fill="#667085">{t:.0f}</text>')
         t += step
     for ts, anchor in ((times[0], "start"), (times[-1], "end")):
-        parts.append(f'<text x="{x(ts.timestamp()):.1f}" y="{top + plot_h + 18}" text-anchor="{anchor}" fill="#667085">'
-                     f'{ts:%Y-%m-%d %H:%M}</text>')
+        px = left if anchor == "start" else width - right
+        parts.append(f'<text x="{px:.1f}" y="{top + plot_h + 18}" text-anchor="{anchor}" fill="#667085">'
+                     f'{"from" if anchor == "start" else "last"} {ts:%Y-%m-%d %H:%M}</text>')
     for k, (name, pts) in enumerate(sorted(series.items())):
         colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
         total, path = 0, []

@@ -125,7 +125,7 @@ def test_a_gold_task_is_added_by_picking_images(admin_user, make_study):
     gold = GoldTask.objects.get(study=study)
     assert (gold.output_id, gold.expected_answer) == (output.pk, "bad")
     wrong = client_for(admin_user).post(f"/staff/studies/{study.slug}/gold/", {
-        "kind": "binary", "criterion": study.criteria.first().pk, "output": output.pk, "expected_answer": "maybe"})
+        "kind": "binary", "criterion": study.criteria.first().pk, "output": output.pk, "expected_answer": "3"})
     assert wrong.status_code == 400 and "answer good or bad" in wrong.content.decode()
 
 
