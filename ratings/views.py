@@ -8,12 +8,13 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from arena import roles
+from arena.api_schema import LeaderboardSerializer, errors
 from arena.models import Annotator, Study
 from judging.selectors import metrics_for_board
 
@@ -139,7 +140,12 @@ class LeaderboardApi(APIView):
             OpenApiParameter("criterion", str, description="criterion slug (default: the study's first)"),
             OpenApiParameter("category", str, description="prompt category (default: all prompts)"),
         ],
-        responses=dict,
+        responses={
+            200: OpenApiResponse(LeaderboardSerializer, description="the stored board with live Elo merged in "
+                                 "(before any vote is rated: `detail` and an empty `generators`)"),
+            **errors(e401="not signed in (private board)", e403="not a researcher (private board)",
+                     e404="no such study or criterion"),
+        },
     )
     def get(self, request, slug: str):
         study = get_object_or_404(Study, slug=slug)

@@ -185,3 +185,24 @@ def test_styled_error_pages_say_why_and_link_back(outsider, settings):
     denied = client_for(outsider).get("/staff/uploads/")
     assert denied.status_code == 403 and "You cannot open this page" in denied.content.decode()
     assert "favicon.svg" in html
+
+
+def test_online_elo_is_replayed_without_a_withdrawn_outputs_votes(admin_user, make_study, annotator_user,
+                                                                  django_capture_on_commit_callbacks):
+    from ratings.models import EloState
+    from ratings.services import elo_apply
+    from arena.voting import annotator_for_user, task_next, vote_record
+
+    study = make_study(prompts=3, kinds=("pairwise",), quota_per_annotator=10)
+    annotator = annotator_for_user(annotator_user)
+    for _ in range(10):
+        a, _ = task_next(study=study, annotator=annotator)
+        vote_record(assignment_id=a.pk, annotator=annotator, answer="left", study=study)
+    criterion = study.criteria.first()
+    elo_apply(study_id=study.pk, criterion_id=criterion.pk)
+    assert EloState.objects.get(study=study).votes_applied == 10
+    victim = Vote.objects.filter(study=study).first().output_left
+    touching = Vote.objects.filter(study=study, output_left=victim).count() + Vote.objects.filter(study=study, output_right=victim).count()
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(admin_user).post(f"/staff/studies/{study.slug}/flags/{victim.pk}/withdraw/", {"action": "withdraw"})
+    assert EloState.objects.get(study=study).votes_applied == 10 - touching
