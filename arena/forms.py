@@ -61,8 +61,9 @@ class StudySetupForm(forms.ModelForm):
             criteria.append(data["new_criterion_name"])
         gens = data.get("generators")
         gold = 0
-        withdrawn = ()
+        withdrawn = prompt_ids = ()
         if self.instance.pk:
+            prompt_ids = list(self.instance.prompts.values_list("id", flat=True))
             gold = GoldTask.objects.filter(study=self.instance, kind__in=data.get("vote_kinds") or []).count()
             withdrawn = set(self.instance.withdrawn_outputs.values_list("output_id", flat=True))
         self.capacity = study_capacity_get(
@@ -70,6 +71,7 @@ class StudySetupForm(forms.ModelForm):
             kinds=data.get("vote_kinds") or [], criteria=criteria, quota=data.get("quota_per_annotator") or 0,
             overlap=data.get("overlap_target") or 0, calibration_items=data.get("calibration_items") or 0,
             calibration_annotators=data.get("calibration_annotators") or 0, gold=gold, withdrawn=withdrawn,
+            prompt_ids=prompt_ids,
         )
         for name, message in self.capacity.errors.items():
             if name in self.fields and name not in self.errors:

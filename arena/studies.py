@@ -66,10 +66,12 @@ class StudyCapacity:
         return self.items_total * self.overlap // self.quota
 
 
-def _outputs_query(*, generator_ids, categories, withdrawn=()):
+def _outputs_query(*, generator_ids, categories, withdrawn=(), prompt_ids=()):
     qs = Output.objects.filter(generator_id__in=list(generator_ids))
     if categories:
         qs = qs.filter(prompt__category__in=list(categories))
+    elif prompt_ids:  # a study limited to listed prompts (as the serving code reads it)
+        qs = qs.filter(prompt_id__in=list(prompt_ids))
     if withdrawn:
         qs = qs.exclude(pk__in=list(withdrawn))
     return qs
@@ -77,10 +79,10 @@ def _outputs_query(*, generator_ids, categories, withdrawn=()):
 
 def study_capacity_get(
     *, generator_ids, categories, kinds, criteria: list[str], quota: int, overlap: int,
-    calibration_items: int = 0, calibration_annotators: int = 0, gold: int = 0, withdrawn=(),
+    calibration_items: int = 0, calibration_annotators: int = 0, gold: int = 0, withdrawn=(), prompt_ids=(),
 ) -> StudyCapacity:
     """Count what a study set up this way can serve, and say what it cannot satisfy (in `errors`)."""
-    qs = _outputs_query(generator_ids=generator_ids, categories=categories, withdrawn=withdrawn)
+    qs = _outputs_query(generator_ids=generator_ids, categories=categories, withdrawn=withdrawn, prompt_ids=prompt_ids)
     cap = StudyCapacity(kinds=[k for k in VoteKind.values if k in kinds], criteria=list(criteria), gold=gold,
                         quota=quota or 0, overlap=overlap or 0, calibration_items=calibration_items or 0,
                         calibration_annotators=calibration_annotators or 0)
@@ -130,13 +132,11 @@ def study_capacity_get(
 
 
 def study_capacity_of(study: Study) -> StudyCapacity:
-    from .voting import study_outputs
-
-    outputs = study_outputs(study)
+    """What a saved study can serve (its generators, categories or listed prompts, less withdrawn outputs)."""
     withdrawn = set(WithdrawnOutput.objects.filter(study=study).values_list("output_id", flat=True))
     return study_capacity_get(
-        generator_ids=set(outputs.values_list("generator_id", flat=True).distinct()),
-        categories=study.categories or set(outputs.values_list("prompt__category", flat=True).distinct()),
+        generator_ids=list(study.generators.values_list("id", flat=True)), categories=study.categories,
+        prompt_ids=list(study.prompts.values_list("id", flat=True)),
         kinds=study.vote_kinds, criteria=[c.name for c in study.criteria.all()], quota=study.quota_per_annotator,
         overlap=study.overlap_target, calibration_items=study.calibration_items,
         calibration_annotators=study.calibration_annotators,

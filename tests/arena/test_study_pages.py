@@ -206,3 +206,10 @@ def test_online_elo_is_replayed_without_a_withdrawn_outputs_votes(admin_user, ma
     with django_capture_on_commit_callbacks(execute=True):
         client_for(admin_user).post(f"/staff/studies/{study.slug}/flags/{victim.pk}/withdraw/", {"action": "withdraw"})
     assert EloState.objects.get(study=study).votes_applied == 10 - touching
+
+
+def test_the_top_bar_links_studies_for_researchers_and_staff_only(personas):
+    for name, user in personas.items():
+        html = client_for(user).get("/").content.decode()
+        assert ('href="/leaderboard/">Studies<' in html) == (name in ("admin", "researcher")), name
+        assert ('href="/staff/studies/new/"' in html) == (name == "admin"), name
