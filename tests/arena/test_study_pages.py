@@ -21,6 +21,17 @@ def _setup_post(study_outputs_from, **over):
     return data
 
 
+def _cast(study, user, n: int, answer: str):
+    """`n` votes by one annotator through the voting services; returns the annotator."""
+    from arena.voting import annotator_for_user, task_next, vote_record
+
+    annotator = annotator_for_user(user)
+    for _ in range(n):
+        a, _ = task_next(study=study, annotator=annotator)
+        vote_record(assignment_id=a.pk, annotator=annotator, answer=answer, study=study)
+    return annotator
+
+
 PAGES = [
     ("get", "/staff/studies/new/"),
     ("get", "/staff/studies/{slug}/edit/"),
@@ -130,13 +141,8 @@ def test_a_gold_task_is_added_by_picking_images(admin_user, make_study):
 
 
 def test_the_studies_list_shows_votes_annotators_and_completion(researcher, make_study, annotator_user):
-    from arena.voting import annotator_for_user, task_next, vote_record
-
     study = make_study(prompts=2, kinds=("likert",), quota_per_annotator=2)
-    annotator = annotator_for_user(annotator_user)
-    for _ in range(2):
-        a, _ = task_next(study=study, annotator=annotator)
-        vote_record(assignment_id=a.pk, annotator=annotator, answer="3", study=study)
+    _cast(study, annotator_user, 2, "3")
     html = client_for(researcher).get("/leaderboard/").content.decode()
     row = html.split(f'data-study="{study.slug}"')[1].split("</tr>")[0]
     cells = [c.split(">", 1)[1].split("<")[0].strip() for c in row.split('<td class="num"')[1:]]
@@ -149,15 +155,11 @@ def test_the_studies_list_shows_votes_annotators_and_completion(researcher, make
 def test_a_withdrawn_output_leaves_every_number_but_keeps_its_votes(admin_user, make_study, annotator_user,
                                                                   django_capture_on_commit_callbacks):
     from arena.selectors import withdrawn_output_ids
-    from arena.voting import annotator_for_user, task_next, vote_record
     from ratings.selectors import leaderboard_get
     from ratings.services import study_recompute
 
     study = make_study(prompts=2, kinds=("likert",), quota_per_annotator=8)
-    annotator = annotator_for_user(annotator_user)
-    for _ in range(8):
-        a, _ = task_next(study=study, annotator=annotator)
-        vote_record(assignment_id=a.pk, annotator=annotator, answer="4", study=study)
+    annotator = _cast(study, annotator_user, 8, "4")
     victim = Vote.objects.filter(study=study).first().output_left
     Flag.objects.create(output=victim, annotator=annotator, assignment=Vote.objects.filter(output_left=victim).first().assignment,
                         reason="broken")
@@ -191,13 +193,9 @@ def test_online_elo_is_replayed_without_a_withdrawn_outputs_votes(admin_user, ma
                                                                   django_capture_on_commit_callbacks):
     from ratings.models import EloState
     from ratings.services import elo_apply
-    from arena.voting import annotator_for_user, task_next, vote_record
 
     study = make_study(prompts=3, kinds=("pairwise",), quota_per_annotator=10)
-    annotator = annotator_for_user(annotator_user)
-    for _ in range(10):
-        a, _ = task_next(study=study, annotator=annotator)
-        vote_record(assignment_id=a.pk, annotator=annotator, answer="left", study=study)
+    _cast(study, annotator_user, 10, "left")
     criterion = study.criteria.first()
     elo_apply(study_id=study.pk, criterion_id=criterion.pk)
     assert EloState.objects.get(study=study).votes_applied == 10

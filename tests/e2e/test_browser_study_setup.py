@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from arena.models import Flag, Study, Vote
-from tests.conftest import make_zip, manifest_jsonl, png_bytes
+from tests.conftest import make_zip, manifest_jsonl, png_bytes, reference_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -56,6 +56,7 @@ def _screens(browser, base, user, password, paths: dict[str, str], out: Path) ->
 
 
 def test_staff_upload_outputs_set_up_a_study_and_an_annotator_votes_in_it(live_server, browser, admin_user, tmp_path):
+    reference_data()  # the criteria a fresh install has (an earlier transactional test may have flushed them)
     gens = ["fresh-gen-a", "fresh-gen-b", "fresh-gen-c"]
     rows, files = [], {}
     for g, gen in enumerate(gens):
