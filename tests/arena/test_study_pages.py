@@ -211,3 +211,42 @@ def test_the_top_bar_links_studies_for_researchers_and_staff_only(personas):
         html = client_for(user).get("/").content.decode()
         assert ('href="/leaderboard/">Studies<' in html) == (name in ("admin", "researcher")), name
         assert ('href="/staff/studies/new/"' in html) == (name == "admin"), name
+
+
+def test_staff_actions_refuse_everyone_else_and_change_nothing(personas, make_study):
+    from arena.models import WithdrawnOutput
+
+    study = make_study(prompts=2, kinds=("binary",))
+    output = Output.objects.filter(generator__studies=study).first()
+    gold = {"kind": "binary", "criterion": study.criteria.first().pk, "output": output.pk, "expected_answer": "good"}
+    for name, user in personas.items():
+        if name == "admin":
+            continue
+        c = client_for(user)
+        refused = [
+            c.post(f"/staff/studies/{study.slug}/gold/", gold),
+            c.post(f"/staff/studies/{study.slug}/flags/{output.pk}/withdraw/", {"action": "withdraw"}),
+            c.post("/staff/studies/new/", {"name": "x", "slug": "sneaky"}),
+        ]
+        assert [r.status_code for r in refused] == [302 if user is None else 403] * 3, name
+    assert not GoldTask.objects.exists() and not WithdrawnOutput.objects.exists()
+    assert not Study.objects.filter(slug="sneaky").exists()
+    admin = client_for(personas["admin"])
+    assert admin.post(f"/staff/studies/{study.slug}/gold/", gold).status_code == 302
+    assert admin.post(f"/staff/studies/{study.slug}/flags/{output.pk}/withdraw/", {"action": "withdraw"}).status_code == 302
+    assert GoldTask.objects.count() == 1 and WithdrawnOutput.objects.filter(study=study, output=output).exists()
+
+
+def test_preference_pairs_leave_out_a_withdrawn_output(make_study, annotator_user):
+    from ratings.exports import preferences_count
+    from ratings.services import output_withdrawal_set
+
+    study = make_study(prompts=2, kinds=("pairwise",), quota_per_annotator=6)
+    _cast(study, annotator_user, 6, "right")
+    criterion = study.criteria.first()
+    assert preferences_count(study=study, criterion=criterion) == 6
+    victim = Vote.objects.filter(study=study).first().output_right
+    touching = Vote.objects.filter(study=study).filter(output_left=victim).count() + Vote.objects.filter(
+        study=study, output_right=victim).count()
+    output_withdrawal_set(study=study, output=victim, withdrawn=True, reason="unsafe")
+    assert preferences_count(study=study, criterion=criterion) == 6 - touching
