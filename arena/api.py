@@ -1,13 +1,14 @@
 """REST API for uploads (staff only, token or session auth)."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .api_schema import UploadErrorSerializer, errors
 from .imports import ImportRejected
 from .models import Study, Upload
 from .services import UploadTooLarge, upload_create
@@ -41,12 +42,17 @@ class UploadListCreateApi(APIView):
     permission_classes = [IsAdminUser]
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(responses=UploadOutputSerializer(many=True))
+    @extend_schema(responses={200: UploadOutputSerializer(many=True), **errors(e401="not signed in", e403="not staff")})
     def get(self, request):
         uploads = Upload.objects.select_related("study")[:100]
         return Response(UploadOutputSerializer(uploads, many=True, context={"request": request}).data)
 
-    @extend_schema(request=UploadInputSerializer, responses={202: UploadOutputSerializer})
+    @extend_schema(request=UploadInputSerializer, responses={
+        202: UploadOutputSerializer,
+        400: OpenApiResponse(UploadErrorSerializer, description="the archive was refused; nothing was stored"),
+        413: OpenApiResponse(UploadErrorSerializer, description="the archive is larger than the upload limit"),
+        **errors(e401="not signed in", e403="not staff"),
+    })
     def post(self, request):
         ser = UploadInputSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
@@ -66,7 +72,7 @@ class UploadListCreateApi(APIView):
 class UploadDetailApi(APIView):
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses=UploadOutputSerializer)
+    @extend_schema(responses={200: UploadOutputSerializer, **errors(e401="not signed in", e403="not staff", e404="no such upload")})
     def get(self, request, pk: int):
         upload = get_object_or_404(Upload.objects.select_related("study"), pk=pk)
         return Response(UploadOutputSerializer(upload, context={"request": request}).data)

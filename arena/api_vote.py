@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import roles
+from .api_schema import NEXT_TASK_RESPONSES, VOTE_RESPONSES
 from .models import Assignment, Study
 from .voting import (
     VoteError,
@@ -72,7 +73,7 @@ class VoteInputSerializer(serializers.Serializer):
 class NextTaskApi(APIView):
     permission_classes = [IsAnnotator]
 
-    @extend_schema(responses=dict)
+    @extend_schema(responses=NEXT_TASK_RESPONSES)
     def get(self, request, slug: str):
         study = _study_for(request, slug, is_open=True)
         return Response(task_payload(study, annotator_for_user(request.user)))
@@ -81,7 +82,7 @@ class NextTaskApi(APIView):
 class VoteApi(APIView):
     permission_classes = [IsAnnotator]
 
-    @extend_schema(request=VoteInputSerializer, responses=dict)
+    @extend_schema(request=VoteInputSerializer, responses=VOTE_RESPONSES)
     def post(self, request, slug: str):
         study = _study_for(request, slug)
         ser = VoteInputSerializer(data=request.data)

@@ -559,3 +559,22 @@ class AuthFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} failure at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class WithdrawnOutput(models.Model):
+    """An output staff took out of a study: its votes are kept but left out of every number."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="withdrawn_outputs")
+    output = models.ForeignKey(Output, on_delete=models.CASCADE, related_name="withdrawals")
+    reason = models.CharField(max_length=300, blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "output"], name="withdrawn_output_once_per_study"),
+        ]
+
+    def __str__(self) -> str:
+        return f"output {self.output_id} withdrawn from study {self.study_id}"

@@ -69,3 +69,11 @@ def role_required(check, *, login_url: str | None = None):
 staff_required = role_required(is_admin)
 researcher_required = role_required(is_researcher)
 annotator_required = role_required(is_annotator)
+
+
+def roles_context(request) -> dict:
+    """Template context: which top-bar links the signed-in user gets (group names are cached briefly)."""
+    user = getattr(request, "user", None)
+    if user is None:
+        return {}
+    return {"can_read_studies": is_researcher(user)}

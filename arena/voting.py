@@ -26,6 +26,7 @@ from django.utils import timezone
 from . import roles, sampling
 from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind
 from .quoting import quoted
+from .selectors import withdrawn_output_ids
 
 _coin = secrets.SystemRandom()
 
@@ -125,7 +126,7 @@ def study_index(study: Study) -> StudyIndex:
     # Safety screen: outputs withheld until staff release them are never served.
     from judging.screening import outputs_withheld
 
-    withheld = outputs_withheld(study=study)
+    withheld = outputs_withheld(study=study) | withdrawn_output_ids(study)  # and what staff withdrew
     rows = []
     for oid, gid, pid, sha in outputs.values_list("id", "generator_id", "prompt_id", "image_id"):
         if sha in by_image and oid not in withheld:  # only what can be shown blind (and safely) is served

@@ -77,6 +77,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "arena.roles.roles_context",
             ],
         },
     },
@@ -233,6 +234,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Uploads of model outputs, voting, leaderboards and exports.",
     "VERSION": "1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The API page loads Swagger UI from our own static files (vendored), never from a CDN.
+    "SWAGGER_UI_DIST": STATIC_URL + "vendor/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": STATIC_URL + "favicon.svg",
 }
 
 if not DEBUG:

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
+from drf_spectacular.views import SpectacularSwaggerView
 from django.urls import include, path, re_path
 
 from arena import urls as arena_urls
@@ -11,6 +13,7 @@ from judging import urls as judging_urls
 
 api_patterns = [
     path("schema/", SchemaApi.as_view(), name="schema"),
+    path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api_docs"),
     path("token/", TokenApi.as_view(), name="api_token"),
     *arena_urls.api_urlpatterns,
     *ratings_urls.api_urlpatterns,

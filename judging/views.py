@@ -7,6 +7,8 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from arena.api_schema import errors
+
 from .models import ScoreJob
 from .services import jobs_recent
 
@@ -26,7 +28,7 @@ class JobSerializer(serializers.ModelSerializer):
 class JobListApi(APIView):
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses=JobSerializer(many=True))
+    @extend_schema(responses={200: JobSerializer(many=True), **errors(e401="not signed in", e403="not staff")})
     def get(self, request):
         return Response(JobSerializer(jobs_recent(), many=True).data)
 
@@ -34,6 +36,6 @@ class JobListApi(APIView):
 class JobDetailApi(APIView):
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses=JobSerializer)
+    @extend_schema(responses={200: JobSerializer, **errors(e401="not signed in", e403="not staff", e404="no such job")})
     def get(self, request, pk: int):
         return Response(JobSerializer(get_object_or_404(ScoreJob, pk=pk)).data)

@@ -10,6 +10,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.views import APIView
 
 from arena import roles
+from arena.api_schema import ExportErrorSerializer, errors
 from arena.models import Study
 
 from .exports import (
@@ -81,8 +82,10 @@ class VotesExportApi(_ExportApi):
         tags=["exports"],
         parameters=[VotesExportQuerySerializer],
         responses={
-            (200, CONTENT_TYPES[fmt].split(";")[0]): OpenApiResponse(OpenApiTypes.BINARY, description="one row per vote")
-            for fmt in VOTE_FORMATS
+            **{(200, CONTENT_TYPES[fmt].split(";")[0]): OpenApiResponse(OpenApiTypes.BINARY, description="one row per vote")
+               for fmt in VOTE_FORMATS},
+            400: OpenApiResponse(ExportErrorSerializer, description="an unknown format or criterion"),
+            **errors(e401="not signed in", e403="not a researcher", e404="no such study"),
         },
     )
     def get(self, request, slug: str):
@@ -101,10 +104,11 @@ class PreferencesExportApi(_ExportApi):
         tags=["exports"],
         parameters=[PreferencesExportQuerySerializer],
         responses={
-            (200, CONTENT_TYPES[fmt].split(";")[0]): OpenApiResponse(
+            **{(200, CONTENT_TYPES[fmt].split(";")[0]): OpenApiResponse(
                 OpenApiTypes.BINARY, description="preference pairs in Pick-a-Pic's columns"
-            )
-            for fmt in PREFERENCE_FORMATS
+            ) for fmt in PREFERENCE_FORMATS},
+            400: OpenApiResponse(ExportErrorSerializer, description="an unknown format, or no criterion named when the study has several"),
+            **errors(e401="not signed in", e403="not a researcher", e404="no such study"),
         },
     )
     def get(self, request, slug: str):

@@ -135,3 +135,60 @@ def _nice_step(span: float) -> float:
         if span / s <= 8:
             return float(s)
     return 2000.0
+
+
+SERIES_COLOURS = ("#2f5bea", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#1d2330")
+
+
+def votes_over_time_chart(series: dict[str, list[tuple]], *, width: int = 640, height: int = 220,
+                          bucket_seconds: float = 3600.0) -> str:
+    """Cumulative votes per series (kind · criterion) as step lines over time, with a legend."""
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return ""
+    times = sorted({t for pts in series.values() for t, _ in pts})
+    t0, t1 = times[0].timestamp(), times[-1].timestamp()
+    # The last bucket gets its own width, so a single bucket is still a visible step.
+    t1 += max(bucket_seconds, (t1 - t0) / 20)
+    totals = {k: sum(n for _, n in pts) for k, pts in series.items()}
+    top_n = max(totals.values())
+    left, right, top = 48, 12, 12
+    legend_h = 18 * len(series)
+    plot_h = height - top - 28
+    full_h = height + legend_h
+
+    def x(ts: float) -> float:
+        return left + (ts - t0) / (t1 - t0) * (width - left - right)
+
+    def y(n: float) -> float:
+        return top + plot_h - n / top_n * plot_h
+
+    parts = [
+        f'<svg class="chart" role="img" aria-label="Votes over time" viewBox="0 0 {width} {full_h}" width="100%" '
+        f'style="max-width:{width}px" xmlns="http://www.w3.org/2000/svg" font-size="12" font-family="system-ui, sans-serif">'
+    ]
+    step = _nice_step(top_n) if top_n > 8 else 1.0
+    t = 0.0
+    while t <= top_n:
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#e3e6eb"/>')
+        parts.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end" fill="#667085">{t:.0f}</text>')
+        t += step
+    for ts, anchor in ((times[0], "start"), (times[-1], "end")):
+        px = left if anchor == "start" else width - right
+        parts.append(f'<text x="{px:.1f}" y="{top + plot_h + 18}" text-anchor="{anchor}" fill="#667085">'
+                     f'{"from" if anchor == "start" else "last"} {ts:%Y-%m-%d %H:%M}</text>')
+    for k, (name, pts) in enumerate(sorted(series.items())):
+        colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
+        total, path = 0, []
+        for ts, n in pts:
+            px = x(ts.timestamp())
+            path.append(f"{'M' if not path else 'L'}{px:.1f},{y(total):.1f}")
+            total += n
+            path.append(f"L{px:.1f},{y(total):.1f}")
+        path.append(f"L{width - right:.1f},{y(total):.1f}")
+        parts.append(f'<path d="{" ".join(path)}" fill="none" stroke="{colour}" stroke-width="2"><title>{escape(name)}: {total}</title></path>')
+        ly = height + 18 * k + 6
+        parts.append(f'<rect x="{left}" y="{ly - 9}" width="12" height="12" fill="{colour}"/>')
+        parts.append(f'<text x="{left + 18}" y="{ly + 1}">{escape(name)}: {total}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from django.db.models import Count
 
 from arena.models import Criterion, Study, Vote, VoteKind, image_relative_path
+from arena.selectors import counted_votes
 from arena.storage import image_path
 
 CHUNK_SIZE = 2000
@@ -315,14 +316,15 @@ _PREFERENCE_LABELS = {"left": (1.0, 0.0), "right": (0.0, 1.0), "tie": (0.5, 0.5)
 
 
 def _preference_votes(*, study: Study, criterion: Criterion):
-    return Vote.objects.filter(
+    # Training pairs leave out what every number leaves out: excluded annotators, withdrawn outputs.
+    return counted_votes(Vote.objects.filter(
         study=study,
         criterion=criterion,
         kind=VoteKind.PAIRWISE,
         choice__in=list(_PREFERENCE_LABELS),
         is_gold=False,
         annotator__excluded=False,
-    )
+    ), study=study)
 
 
 def preferences_count(*, study: Study, criterion: Criterion) -> int:

@@ -18,6 +18,7 @@ from django.db.models.functions import Coalesce, Greatest, Least, RowNumber
 from django.utils import timezone
 
 from arena.models import Annotator, Assignment, Study, Vote, VoteKind
+from arena.selectors import counted_votes
 
 from . import stats
 from .board import json_safe
@@ -97,7 +98,7 @@ def _agreement_with_others(base) -> dict[int, tuple[int, int]]:
 
 
 def annotator_quality_compute(*, study: Study) -> list[dict]:
-    votes = Vote.objects.filter(study=study)
+    votes = counted_votes(Vote.objects.filter(study=study), study=study)
     counted = votes.filter(is_gold=False)
     per = defaultdict(dict)
     for aid, n in counted.values_list("annotator_id").annotate(n=Count("id")).order_by():

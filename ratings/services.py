@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from arena import derived
 from arena.models import Annotator, Generator, Study, Vote, VoteKind
+from arena.selectors import counted_votes, withdrawn_output_ids
 from arena.sampling import bt_standard_errors
 
 from . import bradley_terry as bt
@@ -184,6 +185,7 @@ def elo_apply(*, study_id: int, criterion_id: int) -> int:
     both_bad_as_tie = Study.objects.filter(pk=study_id).values_list("both_bad_as_tie", flat=True).first()
     if both_bad_as_tie is None:
         return 0
+    withdrawn = withdrawn_output_ids(study_id)
     applied = 0
     while True:
         with transaction.atomic():
@@ -191,12 +193,13 @@ def elo_apply(*, study_id: int, criterion_id: int) -> int:
             rows = list(
                 Vote.objects.filter(study_id=study_id, criterion_id=criterion_id, elo_applied=False)
                 .order_by("id")
-                .values_list("id", "kind", "is_gold", "annotator__excluded", "generator_left_id", "generator_right_id", "choice")[:ELO_BATCH]
+                .values_list("id", "kind", "is_gold", "annotator__excluded", "generator_left_id", "generator_right_id", "choice",
+                             "output_left_id", "output_right_id")[:ELO_BATCH]
             )
             if rows:
                 ratings = {int(k): list(v) for k, v in state.ratings.items()}
-                for _vid, kind, is_gold, excluded, gl, gr, choice in rows:
-                    if kind != VoteKind.PAIRWISE or is_gold or excluded:
+                for _vid, kind, is_gold, excluded, gl, gr, choice, ol, orr in rows:
+                    if kind != VoteKind.PAIRWISE or is_gold or excluded or ol in withdrawn or orr in withdrawn:
                         continue
                     s = _score_left(choice, both_bad_as_tie)
                     if s is None:
@@ -238,7 +241,7 @@ def elo_reset(*, study_id: int) -> list[int]:
 
 
 def elo_rebuild(*, study_id: int) -> None:
-    """Replay Elo from the first vote, now."""
+    """Replay Elo from the first vote, now (after annotators or outputs were excluded or included again)."""
     with transaction.atomic():
         criteria = elo_reset(study_id=study_id)
     for criterion_id in criteria:
@@ -265,6 +268,24 @@ def _after_exclusion(study_id: int, criteria: tuple[int, ...]) -> None:
     for criterion_id in criteria:
         elo_request(study_id=study_id, criterion_id=criterion_id)
     recompute_request(study_id=study_id, now_please=True)
+
+
+def output_withdrawal_set(*, study: Study, output, withdrawn: bool, reason: str = "", by=None) -> None:
+    """Withdraw an output from a study (its votes are kept, left out of every number), or restore it.
+
+    Like excluding an annotator: Elo is replayed and the full recompute queued after commit.
+    """
+    from arena.models import WithdrawnOutput
+
+    with transaction.atomic():
+        if withdrawn:
+            WithdrawnOutput.objects.get_or_create(study=study, output=output, defaults={"reason": reason[:300], "by": by})
+        else:
+            WithdrawnOutput.objects.filter(study=study, output=output).delete()
+        # As for an exclusion: the Elo is reset here and asked for again, so a lost message
+        # cannot leave the withdrawn output's votes counted.
+        criteria = elo_reset(study_id=study.pk)
+        transaction.on_commit(lambda sid=study.pk, cs=tuple(criteria): _after_exclusion(sid, cs))
 
 
 # --------------------------------------------------------------------------- full recompute
@@ -320,7 +341,7 @@ _clean = board_rules.json_safe
 
 
 def _recompute_criterion(study: Study, criterion) -> None:
-    base = Vote.objects.filter(study=study, criterion=criterion, is_gold=False, annotator__excluded=False)
+    base = counted_votes(Vote.objects.filter(study=study, criterion=criterion, is_gold=False, annotator__excluded=False), study=study)
     generators = list(Generator.objects.filter(studies=study).order_by("name").values_list("id", "name"))
     index = {gid: i for i, (gid, _) in enumerate(generators)}
     n = len(generators)

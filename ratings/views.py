@@ -8,12 +8,13 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from arena import roles
+from arena.api_schema import LeaderboardSerializer, errors
 from arena.models import Annotator, Study
 from judging.selectors import metrics_for_board, quality_profile
 
@@ -69,8 +70,12 @@ def board_context(study: Study, criterion, category: str) -> dict:
 def leaderboard_index(request):
     if not request.user.is_authenticated and not Study.objects.filter(public_leaderboard=True).exists():
         return redirect_to_login(request.get_full_path())
-    studies = Study.objects.all() if roles.is_researcher(request.user) else Study.objects.filter(public_leaderboard=True)
-    return render(request, "ratings/index.html", {"studies": studies.order_by("name")})
+    researcher = roles.is_researcher(request.user)
+    studies = list((Study.objects.all() if researcher else Study.objects.filter(public_leaderboard=True)).order_by("name"))
+    from arena.studies import studies_progress_get
+
+    rows = studies_progress_get(studies) if researcher else [{"study": s} for s in studies]
+    return render(request, "ratings/index.html", {"rows": rows, "show_progress": researcher})
 
 
 def leaderboard_page(request, slug: str):
@@ -138,7 +143,12 @@ class LeaderboardApi(APIView):
             OpenApiParameter("criterion", str, description="criterion slug (default: the study's first)"),
             OpenApiParameter("category", str, description="prompt category (default: all prompts)"),
         ],
-        responses=dict,
+        responses={
+            200: OpenApiResponse(LeaderboardSerializer, description="the stored board with live Elo merged in "
+                                 "(before any vote is rated: `detail` and an empty `generators`)"),
+            **errors(e401="not signed in (private board)", e403="not a researcher (private board)",
+                     e404="no such study or criterion"),
+        },
     )
     def get(self, request, slug: str):
         study = get_object_or_404(Study, slug=slug)

@@ -1,0 +1,18 @@
+"""Reads about studies that pages and the serving code share."""
+
+from __future__ import annotations
+
+from .models import Study, WithdrawnOutput
+
+
+def withdrawn_output_ids(study: Study | int) -> frozenset[int]:
+    """Ids of the outputs staff withdrew from a study (never served again, left out of every number)."""
+    study_id = study if isinstance(study, int) else study.pk
+    return frozenset(WithdrawnOutput.objects.filter(study_id=study_id).values_list("output_id", flat=True))
+
+
+def counted_votes(votes, *, study: Study | int):
+    """`votes` without those on an output withdrawn from the study (one SQL subquery, no ids in Python)."""
+    study_id = study if isinstance(study, int) else study.pk
+    withdrawn = WithdrawnOutput.objects.filter(study_id=study_id).values("output_id")
+    return votes.exclude(output_left_id__in=withdrawn).exclude(output_right_id__in=withdrawn)
