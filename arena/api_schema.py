@@ -118,8 +118,11 @@ class BoardRowSerializer(serializers.Serializer):
 
 class RecomputeStateSerializer(serializers.Serializer):
     running = serializers.BooleanField()
-    scheduled = serializers.BooleanField()
+    requested = serializers.BooleanField(help_text="a recompute is owed (asked for since the last one started)")
+    requested_at = serializers.DateTimeField(allow_null=True, required=False)
+    finished_at = serializers.DateTimeField(allow_null=True, required=False)
     last_duration_ms = serializers.IntegerField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True, required=False)
 
 
 class LeaderboardSerializer(serializers.Serializer):
@@ -151,6 +154,13 @@ class LeaderboardSerializer(serializers.Serializer):
     votes_needed = serializers.IntegerField(allow_null=True, required=False)
     votes_needed_status = serializers.CharField(required=False)
     metrics = serializers.DictField(allow_null=True, required=False, help_text="automated metrics next to the ratings")
+    metric_agreement = serializers.ListField(
+        child=serializers.DictField(), required=False,
+        help_text="per metric: Pearson, Spearman, Kendall τ-b and tie-calibrated pairwise accuracy, per generator and per output, with intervals",
+    )
+    safety = serializers.DictField(allow_null=True, required=False, help_text="unsafe rates and the detector against annotators' flags")
+    quality_profile = serializers.DictField(allow_null=True, required=False, help_text="each generator's normalised profile")
+    elo_requested_at = serializers.DateTimeField(allow_null=True, required=False, help_text="online Elo owed since")
 
 
 class EmptyLeaderboardSerializer(serializers.Serializer):
