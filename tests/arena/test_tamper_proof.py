@@ -251,3 +251,19 @@ def test_an_invalid_answer_is_quoted_short(make_study, annotator_user):
     res = api.post(f"/api/studies/{study.slug}/votes/", {"assignment": aid, "answer": huge}, format="json")
     assert res.status_code == 400 and len(res.content) < 1000 and res.json()["answer"]
     assert Vote.objects.count() == 0
+
+
+def test_an_output_withdrawn_by_staff_is_never_served(make_study, admin_user):
+    from arena.models import WithdrawnOutput
+    from arena.voting import study_index_clear, task_next
+
+    study = make_study(kinds=("binary",), prompts=2, quota_per_annotator=100)
+    gone = Output.objects.first()
+    WithdrawnOutput.objects.create(study=study, output=gone, reason="broken", by=admin_user)
+    study_index_clear()
+    annotator = Annotator.objects.create()
+    served = []
+    while (a := task_next(study=study, annotator=annotator, ahead=0)[0]) is not None:
+        served.append(a.output_left_id)
+        Assignment.objects.filter(pk=a.pk).update(answered_at=timezone.now(), skipped=True)
+    assert len(served) == Output.objects.count() - 1 and gone.pk not in served
