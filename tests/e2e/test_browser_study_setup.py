@@ -148,7 +148,8 @@ def test_exports_download_from_the_boards_buttons_and_read_back(live_server, bro
 
     from arena.voting import annotator_for_user, task_next, vote_record
 
-    study = make_study(prompts=2, kinds=("pairwise", "likert"), quota_per_annotator=12)
+    # Blocks of three tasks, so ten tasks hold both kinds.
+    study = make_study(prompts=2, kinds=("pairwise", "likert"), quota_per_annotator=12, block_size=3)
     annotator = annotator_for_user(annotator_user)
     for _ in range(10):
         a, _ = task_next(study=study, annotator=annotator)
