@@ -47,7 +47,8 @@ def board_context(study: Study, criterion, category: str) -> dict:
         ctx["computed_at"] = parse_datetime(board["computed_at"]) if board.get("computed_at") else None
     if board and board.get("generators"):
         rows = board["generators"]
-        ctx["chart"] = charts.ratings_chart(rows)
+        settled = [r for r in rows if not r.get("provisional")]  # provisional ratings say too little to plot
+        ctx["chart"] = charts.ratings_chart(settled) if settled else ""
         order = board.get("order", [])
         names_by_id = {r["id"]: r["name"] for r in rows}
         pos = {gid: i for i, gid in enumerate(order)}

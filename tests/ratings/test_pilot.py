@@ -52,6 +52,8 @@ def test_a_two_vote_pilot_says_it_knows_little(make_study, researcher):
     assert "Every generator is provisional" in page
     assert 'id="votes-needed"' not in page
     assert "n = 1" in page and "[, ]" not in page and "[None" not in page
+    # A provisional rating's bootstrap interval from two votes is not shown as if it meant something.
+    assert "too few votes" in page and "Ratings with 95" not in page
     ranks = re.findall(r'<tr data-generator="[^"]+" class="provisional">\s*<td class="num">([^<]*)</td>', page)
     assert ranks == ["—"] * len(GENERATOR_NAMES)
 
