@@ -20,6 +20,7 @@ urlpatterns = [
     path("vote/<slug:slug>/start/", views_vote.vote_start, name="vote_start"),
     path("vote/<slug:slug>/answer/", views_vote.vote_answer, name="vote_answer"),
     path("vote/<slug:slug>/flag/", views_vote.vote_flag, name="vote_flag"),
+    path("vote/<slug:slug>/image/<uuid:assignment>/<str:side>/", views_vote.vote_image, name="vote_image"),
 ]
 
 api_urlpatterns = [

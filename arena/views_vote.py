@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
+from rest_framework.exceptions import AuthenticationFailed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import roles
 from .accounts import client_address, keyed_hash
+from .authentication import ExpiringTokenAuthentication
 from .models import Annotator, Assignment, Study, Vote
 from .voting import (
     VoteError,
@@ -20,6 +22,7 @@ from .voting import (
     annotator_for_user,
     flag_record,
     study_open_to,
+    task_image_path,
     task_images,
     tasks_serve,
     vote_record,
@@ -165,6 +168,30 @@ def vote_answer(request, slug: str):
     if not request.htmx:
         return redirect("arena:vote", slug=slug)
     return render(request, "arena/vote.html#task", _task_context(study, annotator))
+
+
+def vote_image(request, slug: str, assignment, side: str):
+    """One side of a task the requester was served: its rendition's pixels, at an address of
+    that task alone (browsers by session, scripts by API token)."""
+    study = get_object_or_404(Study, slug=slug)
+    if not request.user.is_authenticated and request.META.get("HTTP_AUTHORIZATION"):
+        try:
+            found = ExpiringTokenAuthentication().authenticate(request)
+        except AuthenticationFailed:
+            found = None
+        if found:
+            request.user = found[0]
+    try:
+        annotator = request_annotator(request, study)
+    except PermissionDenied:
+        annotator = None
+    a = Assignment.objects.filter(pk=assignment, study=study, annotator=annotator).first() if annotator else None
+    path = task_image_path(study, a, side) if a is not None else None
+    if path is None or not path.is_file():
+        raise Http404("no such image")
+    response = FileResponse(open(path, "rb"), content_type="image/webp")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @require_POST

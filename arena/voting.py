@@ -21,12 +21,14 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from . import roles, sampling
 from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind
 from .quoting import quoted
 from .selectors import withdrawn_output_ids
+from .storage import rendition_path
 
 _coin = secrets.SystemRandom()
 
@@ -109,7 +111,7 @@ def _study_display(study: Study, outputs) -> dict[str, tuple[str, int, int]]:
     rows = Rendition.objects.filter(
         long_side=study.display_long_side, square=study.display_square, source_id__in=outputs.values("image_id")
     ).values_list("source_id", "sha256", "width", "height")
-    return {src: (Rendition(sha256=sha).url, w, h) for src, sha, w, h in rows}
+    return {src: (Rendition(sha256=sha).url, w, h, sha) for src, sha, w, h in rows}
 
 
 def study_index(study: Study) -> StudyIndex:
@@ -384,22 +386,42 @@ def annotator_completion(*, study: Study, annotator: Annotator, done: int, has_t
     return code("completion" if done >= minimum else "unserved")
 
 
+def _shown(study: Study, oid: int) -> tuple[str, int, int, str]:
+    """(content URL, width, height, sha256) of the output's rendition for the study's box."""
+    shown = study_index(study).display.get(oid)
+    if shown is None:  # the box changed after the task was served
+        from .renditions import rendition_make
+
+        image = Output.objects.select_related("image").get(pk=oid).image
+        r = rendition_make(image=image, long_side=study.display_long_side, square=study.display_square)
+        shown = (r.url, r.width, r.height, r.sha256)
+    return shown
+
+
 def task_images(study: Study, a: Assignment) -> list[dict]:
-    """What the annotator's page shows of a task: rendition URLs and sizes, never the originals."""
-    idx = study_index(study)
+    """What the annotator's page shows of a task: its renditions' sizes, at addresses of that task.
+
+    The address names the assignment and the side, not the image: what one annotator learns
+    about an address (a reveal after voting) cannot be matched to what another is shown.
+    """
     out = []
     for side, oid in (("left" if a.output_right_id else "single", a.output_left_id), ("right", a.output_right_id)):
         if oid is None:
             continue
-        shown = idx.display.get(oid)
-        if shown is None:  # the box changed after the task was served
-            from .renditions import rendition_make
-
-            image = Output.objects.select_related("image").get(pk=oid).image
-            r = rendition_make(image=image, long_side=study.display_long_side, square=study.display_square)
-            shown = (r.url, r.width, r.height)
-        out.append({"side": side, "url": shown[0], "width": shown[1], "height": shown[2]})
+        _, width, height, _ = _shown(study, oid)
+        url = reverse("arena:vote_image", args=[study.slug, a.pk, side])
+        out.append({"side": side, "url": url, "width": width, "height": height})
     return out
+
+
+def task_image_path(study: Study, a: Assignment, side: str):
+    """The rendition file behind one side of a task (None for a side the task does not have)."""
+    pair = a.output_right_id is not None
+    oid = {"single": None if pair else a.output_left_id, "left": a.output_left_id if pair else None,
+           "right": a.output_right_id}.get(side)
+    if oid is None:
+        return None
+    return rendition_path(_shown(study, oid)[3])
 
 
 def _revealed_outputs(study: Study, annotator: Annotator) -> set[int]:

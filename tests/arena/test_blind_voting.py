@@ -9,7 +9,7 @@ from PIL import Image as PILImage
 from PIL import ImageCms, PngImagePlugin
 
 from arena.imports import outputs_import
-from arena.models import Assignment, Criterion, Output, Rendition, Study, Vote
+from arena.models import Assignment, Criterion, Output, Rendition, Study, Vote  # noqa: F401
 from tests.conftest import api_client_for, client_for, make_zip, manifest_jsonl, reference_data
 
 pytestmark = pytest.mark.django_db
@@ -145,13 +145,14 @@ def test_an_annotator_can_reach_nothing_that_names_a_generator(tmp_path, annotat
     assert Vote.objects.count() >= 10
 
     # Every image byte the annotator fetched: pixels only, one format, the same size for every generator.
-    by_rendition = {r.url: r for r in Rendition.objects.all()}
-    generator_of_source = {o.image_id: o.generator.name for o in Output.objects.select_related("generator")}
     assert len(image_urls) >= 6
     for url in image_urls:
-        assert url.endswith(".webp") and url.startswith("/media/display/"), url
-        res = client_for(None).get(url)  # even without a session: renditions are public, pixels only
-        assert res.status_code == 200
+        # The address names a task served to this annotator and a side, never the image itself.
+        found = re.fullmatch(rf"/vote/{study.slug}/image/([0-9a-f-]{{36}})/(left|right|single)/", url)
+        assert found, url
+        assert client_for(None).get(url).status_code == 404  # not for anyone else
+        res = web.get(url)
+        assert res.status_code == 200 and res["Content-Type"] == "image/webp" and "private" in res["Cache-Control"]
         data = b"".join(res.streaming_content)
         for name in SECRET.values():
             assert name.encode() not in data.lower()
@@ -160,8 +161,9 @@ def test_an_annotator_can_reach_nothing_that_names_a_generator(tmp_path, annotat
         with PILImage.open(io.BytesIO(data)) as im:
             assert im.format == "WEBP" and not im.info.get("exif") and not im.info.get("xmp") and not im.info.get("icc_profile")
             size = im.size
-        r = by_rendition[url]
-        dims_by_generator.setdefault(generator_of_source[r.source_id], set()).add(size)
+        a = Assignment.objects.select_related("output_left__generator", "output_right__generator").get(pk=found.group(1))
+        shown = a.output_right if found.group(2) == "right" else a.output_left
+        dims_by_generator.setdefault(shown.generator.name, set()).add(size)
         assert all(d == size for d in image_urls[url] if d)
     assert set(dims_by_generator) == set(SECRET.values())
     assert {s for sizes in dims_by_generator.values() for s in sizes} == {(1024, 1024)}
@@ -227,3 +229,35 @@ def test_outputs_imported_before_renditions_get_them_from_the_command(tmp_path, 
     out = io.StringIO()
     call_command("make_renditions", "--study", study.slug, stdout=out)
     assert "0 rendition(s) made" in out.getvalue()
+
+
+def test_what_one_annotator_learns_about_an_address_cannot_be_used_by_another(tmp_path, annotator_user, django_user_model):
+    """Reveal names the generators under the images just judged; those addresses belong to that
+    annotator's task, so another annotator is never shown them, even for the same image."""
+    from django.contrib.auth.models import Group
+
+    study = _mixed_study(tmp_path, reveal_after_vote=True)
+    first = client_for(annotator_user)
+    first.post(f"/vote/{study.slug}/start/")
+    other_user = django_user_model.objects.create_user("ola", password="pw-ola-12345")
+    other_user.groups.add(Group.objects.get(name="annotator"))
+    second = client_for(other_user)
+    second.post(f"/vote/{study.slug}/start/")
+    learned = set()
+    for _ in range(8):
+        html = first.get(f"/vote/{study.slug}/", HTTP_HX_REQUEST="true").content.decode()
+        aid = re.search(r'name="assignment" value="([0-9a-f-]{36})"', html).group(1)
+        kind = Assignment.objects.get(pk=aid).kind
+        shown = first.post(f"/vote/{study.slug}/answer/", {"assignment": aid, "answer": {"likert": "3", "binary": "good", "pairwise": "tie"}[kind]},
+                           HTTP_HX_REQUEST="true").content.decode()
+        assert "made by" in shown
+        learned |= set(re.findall(r'<img src="([^"]+)"', shown))
+    seen_by_second = set()
+    for _ in range(8):
+        html = second.get(f"/vote/{study.slug}/", HTTP_HX_REQUEST="true").content.decode()
+        seen_by_second |= set(re.findall(r'src="(/vote/[^"]+)"', html))
+        aid = re.search(r'name="assignment" value="([0-9a-f-]{36})"', html).group(1)
+        second.post(f"/vote/{study.slug}/answer/", {"assignment": aid, "answer": "skip"}, HTTP_HX_REQUEST="true")
+    assert learned and seen_by_second and not (learned & seen_by_second)
+    for url in learned:
+        assert second.get(url).status_code == 404

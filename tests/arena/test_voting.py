@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 from scipy.stats import binom
 
-from arena.models import Rendition, Annotator, Assignment, Flag, GoldTask, Output, Vote
+from arena.models import Annotator, Assignment, Flag, GoldTask, Output, Vote
 from arena.voting import annotator_for_user, task_next, vote_record
 from tests.conftest import GENERATOR_NAMES, client_for
 
@@ -198,9 +198,9 @@ def test_nothing_served_before_the_vote_names_the_generator(annotator_user, make
         lowered = page.lower()
         for name in GENERATOR_NAMES:
             assert name not in lowered
-        assert "/media/display/" in page
-        for url in re.findall(r'src="(/media/[^"]+)"', page):
-            assert re.fullmatch(r"/media/display/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.webp", url)
+        assert "/media/" not in page
+        for url in re.findall(r'src="(/vote/[^"]+)"', page):
+            assert re.fullmatch(rf"/vote/{study.slug}/image/[0-9a-f-]{{36}}/(left|right|single)/", url)
         aid = current_assignment(page)
         c.post(f"/vote/{study.slug}/answer/", {"assignment": aid, "answer": valid_answer(Assignment.objects.get(pk=aid))})
 
@@ -300,11 +300,9 @@ def test_the_next_tasks_images_are_preloaded(annotator_user, make_study):
     c = started_client(annotator_user, study)
     page = c.get(f"/vote/{study.slug}/").content.decode()
     preload = page.split('class="preload"', 1)[1]
-    assert "/media/display/" in preload
     aid = current_assignment(page)
     nxt = Assignment.objects.filter(annotator__user=annotator_user).exclude(pk=aid).get()
-    shown = Rendition.objects.get(source=nxt.output_left.image, long_side=study.display_long_side)
-    assert shown.url in preload
+    assert f"/vote/{study.slug}/image/{nxt.pk}/" in preload
     frag = c.post(f"/vote/{study.slug}/answer/", {"assignment": aid, "answer": valid_answer(Assignment.objects.get(pk=aid))},
                   HTTP_HX_REQUEST="true").content.decode()
     assert current_assignment(frag) == str(nxt.pk)

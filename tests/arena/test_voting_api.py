@@ -45,3 +45,21 @@ def test_an_api_retry_is_stored_once_and_a_bad_answer_gets_400(annotator_user, m
     assert (r1.status_code, r2.status_code) == (201, 200)
     assert r1.json()["next"]["task"]["assignment"] == r2.json()["next"]["task"]["assignment"]
     assert Vote.objects.count() == 1
+
+
+def test_a_scripts_image_addresses_work_with_its_token_and_nobody_elses(make_study, annotator_user, django_user_model):
+    from django.contrib.auth.models import Group
+
+    from tests.conftest import api_client_for
+
+    study = make_study(kinds=("pairwise",))
+    api = api_client_for(annotator_user)
+    task = api.get(f"/api/studies/{study.slug}/next-task/").json()["task"]
+    urls = [img["url"] for img in task["images"]]
+    assert len(urls) == 2 and all(u.startswith(f"/vote/{study.slug}/image/{task['assignment']}/") for u in urls)
+    for url in urls:
+        res = api.get(url)
+        assert res.status_code == 200 and res["Content-Type"] == "image/webp"
+    stranger = django_user_model.objects.create_user("sam", password="pw-sam-12345")
+    stranger.groups.add(Group.objects.get(name="annotator"))
+    assert all(api_client_for(stranger).get(u).status_code == 404 for u in urls)
