@@ -5,6 +5,7 @@ import io
 
 import numpy as np
 import pytest
+from django.utils import timezone
 from PIL import Image
 
 from arena.models import Annotator, Assignment, Flag, Output
@@ -140,7 +141,8 @@ def served_outputs(study, annotators=30, per=12):
             seen.add(a.output_left_id)
             if a.output_right_id:
                 seen.add(a.output_right_id)
-            Assignment.objects.filter(pk=a.pk).update(skipped=True)
+            # Skipped (answered without a vote), so the next call serves another item.
+            Assignment.objects.filter(pk=a.pk).update(skipped=True, answered_at=timezone.now())
     return seen
 
 
