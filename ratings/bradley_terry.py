@@ -310,6 +310,18 @@ def fit_bt(
     )[0]
 
 
+def _bootstrap_options(n: int, fit_kwargs: dict) -> dict[str, Any]:
+    """The fit options of a bootstrap (those of :func:`fit_bt`), checked."""
+    allowed = {"base", "scale", "init_rating", "anchor", "anchor_rating"}
+    unknown = set(fit_kwargs) - allowed
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
+    opts: dict[str, Any] = {"base": 10.0, "scale": 400.0, "init_rating": 1000.0, "anchor": None, "anchor_rating": 1000.0}
+    opts.update(fit_kwargs)
+    _check_anchor(opts["anchor"], n)
+    return opts
+
+
 def bootstrap_bt(
     n: int,
     idx_a: ArrayLike,
@@ -331,13 +343,7 @@ def bootstrap_bt(
     round (with ``anchor``, the whole round is NaN when the anchor loses its votes).
     ``fit_kwargs`` are those of :func:`fit_bt`; counts must be whole numbers.
     """
-    allowed = {"base", "scale", "init_rating", "anchor", "anchor_rating"}
-    unknown = set(fit_kwargs) - allowed
-    if unknown:
-        raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
-    opts: dict[str, Any] = {"base": 10.0, "scale": 400.0, "init_rating": 1000.0, "anchor": None, "anchor_rating": 1000.0}
-    opts.update(fit_kwargs)
-    _check_anchor(opts["anchor"], n)
+    opts = _bootstrap_options(n, fit_kwargs)
     rounds = int(rounds)
     if rounds < 0:
         raise ValueError("rounds must be non-negative")
@@ -400,13 +406,7 @@ def bootstrap_bt_clusters(
     ``weights`` (rounds × clusters, in the order of ``numpy.unique(clusters)``) gives the draws
     instead, so other statistics can be bootstrapped on the very same resamples.
     """
-    allowed = {"base", "scale", "init_rating", "anchor", "anchor_rating"}
-    unknown = set(fit_kwargs) - allowed
-    if unknown:
-        raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
-    opts: dict[str, Any] = {"base": 10.0, "scale": 400.0, "init_rating": 1000.0, "anchor": None, "anchor_rating": 1000.0}
-    opts.update(fit_kwargs)
-    _check_anchor(opts["anchor"], n)
+    opts = _bootstrap_options(n, fit_kwargs)
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float64)
         rounds = weights.shape[0]
