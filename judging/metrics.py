@@ -8,9 +8,12 @@ OpenBLAS thread pools makes them contend for the same cores).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from ratings.stats import cohen_kappa_table
 
 __all__ = [
     "CMMD_SCALE",
@@ -374,13 +377,6 @@ def mean_interval(values, level: float = 0.95) -> tuple[float, float | None, flo
 
 def cohen_kappa_2x2(both: int, only_a: int, only_b: int, neither: int) -> float | None:
     """Cohen's kappa of two binary raters from their 2x2 table (None when undefined:
-    no items, or chance agreement of 1)."""
-    n = both + only_a + only_b + neither
-    if n == 0:
-        return None
-    observed = (both + neither) / n
-    pa, pb = (both + only_a) / n, (both + only_b) / n
-    expected = pa * pb + (1 - pa) * (1 - pb)
-    if expected >= 1.0:
-        return None
-    return (observed - expected) / (1.0 - expected)
+    no items, or chance agreement of 1); ``ratings.stats.cohen_kappa_table`` computes it."""
+    kappa = cohen_kappa_table([[both, only_a], [only_b, neither]])
+    return None if math.isnan(kappa) else kappa

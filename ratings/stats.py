@@ -14,6 +14,8 @@ from scipy import stats as sps
 __all__ = [
     "binary_summary",
     "bootstrap_ci",
+    "cohen_kappa",
+    "cohen_kappa_table",
     "fleiss_kappa",
     "kendall_tau_b",
     "krippendorff_alpha",
@@ -275,6 +277,44 @@ def fleiss_kappa(table: ArrayLike) -> float:
     if p_e >= 1.0:
         return math.nan
     return float((p_i.mean() - p_e) / (1.0 - p_e))
+
+
+def cohen_kappa_table(table: ArrayLike) -> float:
+    """Cohen's kappa of two raters from their confusion table (Cohen 1960, "A coefficient of
+    agreement for nominal scales", Educational and Psychological Measurement 20(1), 37-46).
+
+    ``table[i, j]`` counts the items rater A put in category ``i`` and rater B in ``j``. With
+    ``N`` items, ``p_o = trace / N`` and ``p_e = sum_k (row_k / N)(col_k / N)``:
+    ``kappa = (p_o - p_e) / (1 - p_e)``. Unweighted (nominal). NaN without items, or when
+    chance agreement is 1 (both raters always use one and the same category).
+    """
+    counts = np.asarray(table, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"table must be a square categories x categories array, got shape {counts.shape}")
+    if not np.all(np.isfinite(counts)) or (counts.size and counts.min() < 0):
+        raise ValueError("table counts must be finite and non-negative")
+    n = counts.sum()
+    if n == 0:
+        return math.nan
+    p_o = float(np.trace(counts)) / n
+    p_e = float(counts.sum(axis=1) @ counts.sum(axis=0)) / (n * n)
+    if p_e >= 1.0:
+        return math.nan
+    return (p_o - p_e) / (1.0 - p_e)
+
+
+def cohen_kappa(a: ArrayLike, b: ArrayLike) -> float:
+    """Cohen's kappa between two raters' labels of the same items (any hashable labels; the
+    categories are those either rater used). See :func:`cohen_kappa_table`."""
+    x, y = np.asarray(a), np.asarray(b)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"a and b must be 1-D of the same length, got shapes {x.shape} and {y.shape}")
+    if x.size == 0:
+        return math.nan
+    labels, codes = np.unique(np.concatenate([x, y]), return_inverse=True)
+    table = np.zeros((labels.size, labels.size))
+    np.add.at(table, (codes[: x.size], codes[x.size :]), 1)
+    return cohen_kappa_table(table)
 
 
 def _paired(x: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

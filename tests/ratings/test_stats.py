@@ -10,6 +10,8 @@ from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kap
 from ratings.stats import (
     binary_summary,
     bootstrap_ci,
+    cohen_kappa,
+    cohen_kappa_table,
     fleiss_kappa,
     kendall_tau_b,
     krippendorff_alpha,
@@ -560,3 +562,27 @@ def test_the_likert_mean_interval_agrees_with_the_t_interval_for_large_n():
     assert low == pytest.approx(t["low"], abs=0.05 * half)
     assert high == pytest.approx(t["high"], abs=0.05 * half)
     assert likert_mean_interval(counts, seed=3) == likert_mean_interval(counts, seed=3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cohen_kappa_agrees_with_scikit_learn_on_random_labels(seed):
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 6, 80)
+    b = np.where(rng.random(80) < 0.6, a, rng.integers(1, 6, 80))
+    assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)
+    labels = np.array(["left", "right", "tie"])
+    x, y = labels[rng.integers(0, 3, 50)], labels[rng.integers(0, 3, 50)]
+    assert cohen_kappa(x, y) == pytest.approx(cohen_kappa_score(x, y), abs=1e-12)
+
+
+def test_cohen_kappa_of_cohens_textbook_table():
+    # Two raters, 50 items: 20 yes/yes, 5 yes/no, 10 no/yes, 15 no/no. p_o = 0.7,
+    # p_e = 0.5 * 0.6 + 0.5 * 0.4 = 0.5, kappa = 0.4.
+    assert cohen_kappa_table([[20, 5], [10, 15]]) == pytest.approx(0.4)
+
+
+def test_cohen_kappa_is_undefined_without_items_or_variation():
+    assert np.isnan(cohen_kappa([], []))
+    assert np.isnan(cohen_kappa([1, 1, 1], [1, 1, 1]))
