@@ -160,6 +160,11 @@ class LeaderboardSerializer(serializers.Serializer):
     )
     safety = serializers.DictField(allow_null=True, required=False, help_text="unsafe rates and the detector against annotators' flags")
     quality_profile = serializers.DictField(allow_null=True, required=False, help_text="each generator's normalised profile")
+    judges = serializers.DictField(
+        allow_null=True, required=False,
+        help_text="MLLM judges of this criterion (kept apart from human votes): each judge's own Bradley–Terry ranking next to "
+        "the people's, pairwise accuracy, Cohen's κ, Spearman and Kendall with intervals, position bias, failures, tokens",
+    )
     elo_requested_at = serializers.DateTimeField(allow_null=True, required=False, help_text="online Elo owed since")
 
 

@@ -48,6 +48,22 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_json_list(name: str) -> list:
+    """A JSON list (e.g. ``[{"name": "a", ...}]``); empty when unset."""
+    import json
+
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(value, list):
+        raise ImproperlyConfigured(f"{name} must be a JSON list of objects, got {type(value).__name__}")
+    return value
+
+
 def load_env_file(path) -> None:
     """Read KEY=VALUE lines from a .env file into os.environ without overriding what is set."""
     try:

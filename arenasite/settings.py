@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_str, load_env_file
+from .env import env_bool, env_int, env_json_list, env_list, env_str, load_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_env_file(BASE_DIR / ".env")
@@ -172,6 +172,19 @@ ARENA_KID_SUBSET_SIZE = env_int("ARENA_KID_SUBSET_SIZE", 1000, minimum=2)
 # ship with their packages or need none (CPU queue).
 ARENA_SCORERS = env_list("ARENA_SCORERS", ["clip", "ocr", "nsfw", "quality"])
 ARENA_SCORE_BATCH_SIZE = env_int("ARENA_SCORE_BATCH_SIZE", 0, minimum=0)  # 0: each scorer's declared batch size
+
+# MLLM judges (README "MLLM judges"): named judges as a JSON list, plus one default judge from
+# ARENA_JUDGE_URL (an OpenAI-compatible endpoint) or ARENA_JUDGE_MODEL alone (transformers, in
+# the GPU worker). Checked when read (judging.judge_conf), naming the setting at fault.
+ARENA_JUDGES = env_json_list("ARENA_JUDGES")
+ARENA_JUDGE_NAME = env_str("ARENA_JUDGE_NAME", "judge")
+ARENA_JUDGE_MODEL = env_str("ARENA_JUDGE_MODEL", "")
+ARENA_JUDGE_URL = env_str("ARENA_JUDGE_URL", "")
+ARENA_JUDGE_API_KEY = env_str("ARENA_JUDGE_API_KEY", "")
+ARENA_JUDGE_CONCURRENCY = env_int("ARENA_JUDGE_CONCURRENCY", 4, minimum=1)
+ARENA_JUDGE_TIMEOUT = env_int("ARENA_JUDGE_TIMEOUT", 120, minimum=1)
+ARENA_JUDGE_RETRIES = env_int("ARENA_JUDGE_RETRIES", 3, minimum=0)
+ARENA_JUDGE_MAX_TOKENS = env_int("ARENA_JUDGE_MAX_TOKENS", 512, minimum=1)
 
 # Celery: Redis via CELERY_BROKER_URL, or a filesystem broker under var/ that needs no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"

@@ -12,6 +12,7 @@ class ScoreJob(models.Model):
         SCORE = "score", "Score outputs"
         METRICS = "metrics", "Generator metrics"
         REFERENCE = "reference", "Reference statistics"
+        JUDGE = "judge", "MLLM judge"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -146,3 +147,127 @@ class SafetyScreen(OutputScore):
     class Meta:
         proxy = True
         verbose_name = "safety screen result"
+
+
+class JudgeRubric(models.Model):
+    """What a judge looks at for one criterion of one study (edited in the study setup); a
+    criterion without one is judged by its default rubric (``judging.judge_prompts``)."""
+
+    study = models.ForeignKey("arena.Study", on_delete=models.CASCADE, related_name="+")
+    criterion = models.ForeignKey("arena.Criterion", on_delete=models.CASCADE, related_name="+")
+    text = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "criterion"], name="judge_rubric_unique")]
+
+    def __str__(self) -> str:
+        return f"rubric of {self.criterion_id} in study {self.study_id}"
+
+
+class JudgeRun(models.Model):
+    """One run of a judge on a study (all its tasks, or a sample); its job row carries status,
+    progress, heartbeat and errors like every scoring job."""
+
+    job = models.OneToOneField(ScoreJob, on_delete=models.CASCADE, related_name="judge_run")
+    study = models.ForeignKey("arena.Study", on_delete=models.CASCADE, related_name="+")
+    judge = models.CharField(max_length=60)
+    fingerprint = models.CharField(max_length=32, db_index=True)
+    config = models.JSONField(default=dict, help_text="backend, model, endpoint (never the key)")
+    sample = models.PositiveIntegerField(null=True, blank=True, help_text="judge this many tasks only (empty: all)")
+    verdicts = models.PositiveIntegerField(default=0, help_text="tasks judged by this run")
+    failures = models.PositiveIntegerField(default=0, help_text="of which unreadable answers")
+    requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0, help_text="time spent waiting for the judge")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-job__created_at"]
+
+    def __str__(self) -> str:
+        return f"judge {self.judge} on study {self.study_id} (job {self.job_id})"
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class JudgeVote(models.Model):
+    """A judge's answer to one task, shaped like a human vote and never counted as one.
+
+    Pairwise tasks are judged in both orders: ``choice_first_order`` with ``output`` shown first,
+    ``choice_second_order`` with ``output_b`` shown first, both as left (``output``) / right
+    (``output_b``) / tie; ``choice`` is their common answer, or a tie when they disagree
+    (``consistent`` false). An answer that cannot be read is ``failed`` with its raw text and no
+    value. Question tasks answer the prompt's yes/no question ``question_index`` (score 1 yes, 0 no).
+    """
+
+    class Kind(models.TextChoices):
+        LIKERT = "likert", "Rating 1–5"
+        BINARY = "binary", "Good / bad"
+        PAIRWISE = "pairwise", "Pairwise"
+        QUESTION = "question", "Yes/no question"
+
+    run = models.ForeignKey(JudgeRun, on_delete=models.CASCADE, related_name="votes")
+    study = models.ForeignKey("arena.Study", on_delete=models.CASCADE, related_name="+")
+    judge = models.CharField(max_length=60)
+    fingerprint = models.CharField(max_length=32)
+    task_key = models.CharField(max_length=120, help_text="the task's identity within the study")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    criterion = models.ForeignKey("arena.Criterion", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    rubric_sha = models.CharField(max_length=16, blank=True)
+    output = models.ForeignKey("arena.Output", on_delete=models.CASCADE, related_name="+")
+    output_b = models.ForeignKey("arena.Output", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    question_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    score = models.SmallIntegerField(null=True, blank=True, help_text="likert: 1-5; binary: 1 good, 0 bad; question: 1 yes, 0 no")
+    choice = models.CharField(max_length=8, blank=True, help_text="pairwise: left (output), right (output_b) or tie")
+    choice_first_order = models.CharField(max_length=8, blank=True)
+    choice_second_order = models.CharField(max_length=8, blank=True)
+    consistent = models.BooleanField(null=True, blank=True)
+    failed = models.BooleanField(default=False)
+    raw_text = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["fingerprint", "study", "task_key"], name="judge_vote_once_per_task"),
+            models.CheckConstraint(
+                condition=(
+                    Q(failed=True, score__isnull=True, choice="")
+                    | Q(failed=False, kind="likert", score__gte=1, score__lte=5, choice="")
+                    | Q(failed=False, kind__in=["binary", "question"], score__in=[0, 1], choice="")
+                    | Q(failed=False, kind="pairwise", score__isnull=True, choice__in=["left", "right", "tie"])
+                ),
+                name="judge_vote_answer_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="pairwise", output_b__isnull=False) | (~Q(kind="pairwise") & Q(output_b__isnull=True)),
+                name="judge_vote_pairwise_has_two_outputs",
+            ),
+        ]
+        indexes = [models.Index(fields=["study", "judge", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.judge} {self.kind} verdict {self.pk}"
+
+
+class JudgeReport(models.Model):
+    """The board's judges section of one study and criterion, written at the end of a judge
+    run and by every full recompute (pages and the API read it)."""
+
+    study = models.ForeignKey("arena.Study", on_delete=models.CASCADE, related_name="+")
+    criterion = models.ForeignKey("arena.Criterion", on_delete=models.CASCADE, related_name="+")
+    computed_at = models.DateTimeField()
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "criterion"], name="judge_report_unique")]
+
+    def __str__(self) -> str:
+        return f"judges of study {self.study_id}, criterion {self.criterion_id}"

@@ -6,7 +6,8 @@ import math
 
 from arena.models import Study
 
-from .models import GeneratorMetric, OutputScore
+from .judge_report import judge_verdicts_shown
+from .models import GeneratorMetric, JudgeVote, OutputScore
 
 def _fmt(v: float | None, digits: int = 3) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
@@ -225,3 +226,14 @@ def _normalise(values: dict[int, float], *, higher: bool) -> dict[int, float]:
     if hi == lo:
         return {g: 1.0 for g in values}
     return {g: ((v - lo) if higher else (hi - v)) / (hi - lo) for g, v in values.items()}
+
+
+def judge_question_answers(*, study: Study) -> list[tuple[str, int, int, bool]]:
+    """(judge name, output id, question index, answered yes) of every readable yes/no question
+    verdict shown of each judge on the study (its current configuration, up to its latest
+    finished run: see ``judge_report.judge_verdicts_shown``); failed answers are left out."""
+    out = []
+    for judge, (_, votes) in sorted(judge_verdicts_shown(study=study).items()):
+        rows = votes.filter(kind=JudgeVote.Kind.QUESTION, failed=False).order_by("output_id", "question_index")
+        out += [(judge, oid, q, score == 1) for oid, q, score in rows.values_list("output_id", "question_index", "score")]
+    return out

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
@@ -22,6 +23,7 @@ from arena import derived
 from arena.models import Generator, Image, Output, Study
 
 from . import metrics as M
+from .judge_conf import judge_get
 from .models import Embedding, GeneratorMetric, OutputScore, ReferenceSet, ScoreJob
 
 logger = logging.getLogger(__name__)
@@ -104,8 +106,10 @@ def job_requeue(*, job: ScoreJob) -> None:
 
 def _job_task(job: ScoreJob):
     from .scorers import scorer_class
-    from .tasks import fid_task, generator_metrics_task, score_outputs_task
+    from .tasks import fid_task, generator_metrics_task, judge_study_task, score_outputs_task
 
+    if job.kind == ScoreJob.Kind.JUDGE:
+        return judge_study_task
     if job.kind == ScoreJob.Kind.SCORE:
         return score_outputs_task
     if not scorer_class(job.scorer).measures:  # a set-level scorer: the FID pass
@@ -121,8 +125,20 @@ def job_dispatch(*, job_id: int) -> bool:
         return False
     return derived.dispatch(
         ScoreJob, pk=job.pk, requested_at=job.created_at, queued_at=job.queued_at, task=_job_task(job), args=(job.pk,),
-        queue=scorer_queue(job.scorer),
+        queue=_job_queue(job),
     )
+
+
+def _job_queue(job: ScoreJob) -> str:
+    """A judge's runs go to the GPU queue for a model in the worker's process, to the CPU queue
+    for an endpoint (no GPU needed here); a scorer's to the queue it declares."""
+    if job.kind != ScoreJob.Kind.JUDGE:
+        return scorer_queue(job.scorer)
+    try:
+        kind = judge_get(job.scorer).queue_kind
+    except ImproperlyConfigured:  # the run fails with the reason on whichever worker takes it
+        kind = "gpu"
+    return settings.ARENA_GPU_QUEUE if kind == "gpu" else settings.ARENA_CPU_QUEUE
 
 
 def job_takeover(*, job_id: int, force: bool = False) -> bool:

@@ -10,6 +10,7 @@ from celery import shared_task
 from arena import derived
 
 from . import services
+from .judge_runs import judge_run_work
 from .models import ScoreJob
 from .services import JobFailed
 
@@ -48,3 +49,8 @@ def generator_metrics_task(self, job_id: int) -> None:
 @shared_task(bind=True, name="judging.fid", acks_late=True, max_retries=3)
 def fid_task(self, job_id: int) -> None:
     _run(self, job_id, services.fid_run)
+
+
+@shared_task(bind=True, name="judging.judge_study", acks_late=True, max_retries=3)
+def judge_study_task(self, job_id: int) -> None:
+    _run(self, job_id, judge_run_work)

@@ -32,6 +32,7 @@ from . import stats
 from .elo import elo_step
 from .quality import annotator_quality_store, pairwise_outcome
 from judging.agreement import metric_agreement_compute
+from judging.judge_report import judge_reports_refresh
 from judging.selectors import safety_for_board
 from .models import EloState, LeaderboardResult, RecomputeState
 
@@ -319,6 +320,8 @@ def study_recompute(*, study_id: int) -> bool:
             for criterion in study.criteria.all():
                 _recompute_criterion(study, criterion)
             annotator_quality_store(study=study)
+            # MLLM judges against the people just refitted (judge votes never enter the numbers above).
+            judge_reports_refresh(study=study)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         logger.exception("recompute of study %s failed", study_id)

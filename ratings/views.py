@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from arena import roles
 from arena.api_schema import LeaderboardSerializer, errors
 from arena.models import Annotator, Study
+from judging.judge_report import judges_for_board
 from judging.selectors import metrics_for_board, quality_profile
 
 from . import charts
@@ -65,6 +66,7 @@ def board_context(study: Study, criterion, category: str) -> dict:
     ctx["metrics"] = metrics_for_board(study=study, board=board)
     ctx["safety"] = (board or {}).get("safety")  # stored by the recompute
     ctx["profile"] = quality_profile(study=study)
+    ctx["judges"] = judges_for_board(study=study, criterion=criterion)  # stored by judge runs and the recompute
     return ctx
 
 
@@ -167,6 +169,7 @@ class LeaderboardApi(APIView):
         extra = {
             "metrics": metrics,
             "safety": (board or {}).get("safety"),
+            "judges": judges_for_board(study=study, criterion=criterion),
             "quality_profile": (
                 {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
                 if profile else None

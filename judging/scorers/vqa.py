@@ -34,6 +34,7 @@ __all__ = [
     "QUESTION_TEMPLATE",
     "VQAResult",
     "VQAScorer",
+    "image_text_model_load",
     "yes_share",
 ]
 
@@ -49,6 +50,33 @@ def yes_share(probabilities: Sequence[float], threshold: float = 0.5) -> float:
     if p.size == 0:
         raise ValueError("yes_share needs at least one probability")
     return float(np.mean(p > threshold))
+
+
+def image_text_model_load(model_id: str, device: "str | torch.device | None", *, setting: str, what: str):
+    """(model, processor, device) of a transformers image-text-to-text model from a hub id or a
+    local folder (bfloat16 on CUDA, float32 on CPU). Raises WeightsUnavailable naming
+    ``setting`` when it cannot be loaded or is not an image-text-to-text model."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    dev = resolve_device(device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    try:
+        processor = AutoProcessor.from_pretrained(model_id)
+        model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise WeightsUnavailable(
+            setting=setting,
+            tried=model_id,
+            reason=f"could not load the {what} and its processor as an image-text-to-text model: {exc}",
+            fix="to a local directory holding an image-text-to-text model and its processor (save_pretrained)",
+        ) from exc
+    if getattr(processor, "image_processor", None) is None:
+        raise WeightsUnavailable(
+            setting=setting, tried=model_id, reason=f"the {what}'s processor takes no images",
+            fix="to an image-text-to-text model (with an image processor)",
+        )
+    return model, processor, dev
 
 
 @dataclass(frozen=True)
@@ -122,21 +150,7 @@ class VQAScorer(Scorer):
     def load(self, device: "str | torch.device | None" = None) -> "VQAScorer":
         if self.model is not None:
             return self
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        dev = resolve_device(device)
-        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
-        try:
-            processor = AutoProcessor.from_pretrained(self.model_id)
-            model = AutoModelForImageTextToText.from_pretrained(self.model_id, dtype=dtype)
-        except (OSError, ValueError) as exc:
-            raise WeightsUnavailable(
-                setting=SETTING_MODEL,
-                tried=self.model_id,
-                reason=f"could not load the VQA model and processor: {exc}",
-                fix="to a local directory holding the model and processor (save_pretrained)",
-            ) from exc
+        model, processor, dev = image_text_model_load(self.model_id, device, setting=SETTING_MODEL, what="VQA model")
         self._install(model, processor, dev)
         return self
 
