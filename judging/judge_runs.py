@@ -28,7 +28,7 @@ from arena.models import Criterion, Output, Study, Vote, VoteKind
 from arena.storage import rendition_path
 
 from .judge_backends import JudgeBackendError, JudgeReply, JudgeRequest, backend_for
-from .judge_conf import judge_get
+from .judge_conf import judge_get, judges_configured
 from .judge_report import judge_reports_refresh
 from .judge_prompts import RubricError, default_rubric, parse_verdict, request_text, retry_text, rubric_scale
 from .models import JudgeRubric, JudgeRun, JudgeVote, ScoreJob
@@ -40,6 +40,7 @@ __all__ = [
     "JudgeRunRefused",
     "judge_run_enqueue",
     "judge_run_work",
+    "judge_runs_recent",
     "judge_tasks_plan",
     "rubrics_get",
     "rubrics_save",
@@ -191,6 +192,22 @@ def judge_run_enqueue(*, study: Study, judge: str, sample: int | None = None, us
         )
         transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
     return run
+
+
+def judge_runs_recent(*, study: Study | None = None, limit: int = 50):
+    runs = JudgeRun.objects.select_related("job", "study").order_by("-job__created_at")
+    if study is not None:
+        runs = runs.filter(study=study)
+    return runs[:limit]
+
+
+def judge_choices() -> dict:
+    """For the forms that start a run: the configured judges (or why none can be read) and the studies."""
+    try:
+        judges, error = list(judges_configured().values()), ""
+    except ImproperlyConfigured as exc:
+        judges, error = [], str(exc)
+    return {"judges": judges, "judge_config_error": error, "judge_studies": list(Study.objects.order_by("name"))}
 
 
 # --------------------------------------------------------------------------- running

@@ -1,15 +1,23 @@
 """API for scoring jobs: progress, throughput and errors (the staff page is in ops)."""
 
-from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from django.contrib import messages
+from django.core.exceptions import ImproperlyConfigured
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena.api_schema import errors
+from arena import roles
+from arena.api_schema import ErrorSerializer, errors
+from arena.models import Study
 
-from .models import ScoreJob
+from .judge_conf import judges_configured
+from .judge_runs import JudgeRunRefused, judge_run_enqueue, judge_runs_recent, rubrics_get, rubrics_save
+from .models import JudgeRun, ScoreJob
 from .services import jobs_recent
 
 
@@ -39,3 +47,122 @@ class JobDetailApi(APIView):
     @extend_schema(responses={200: JobSerializer, **errors(e401="not signed in", e403="not staff", e404="no such job")})
     def get(self, request, pk: int):
         return Response(JobSerializer(get_object_or_404(ScoreJob, pk=pk)).data)
+
+
+# --------------------------------------------------------------------------- MLLM judge runs
+
+
+class JudgeRunSerializer(serializers.ModelSerializer):
+    study = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    status = serializers.CharField(source="job.status", read_only=True)
+    total = serializers.IntegerField(source="job.total", read_only=True)
+    done = serializers.IntegerField(source="job.done", read_only=True)
+    progress_percent = serializers.IntegerField(source="job.progress_percent", read_only=True)
+    items_per_second = serializers.FloatField(source="job.items_per_second", read_only=True, allow_null=True)
+    message = serializers.CharField(source="job.message", read_only=True)
+    errors = serializers.JSONField(source="job.errors", read_only=True)
+    created_at = serializers.DateTimeField(source="job.created_at", read_only=True)
+    finished_at = serializers.DateTimeField(source="job.finished_at", read_only=True, allow_null=True)
+
+    class Meta:
+        model = JudgeRun
+        fields = [
+            "id", "job", "study", "judge", "config", "sample", "status", "total", "done", "progress_percent",
+            "verdicts", "failures", "requests", "prompt_tokens", "completion_tokens", "items_per_second", "seconds",
+            "message", "errors", "created_at", "finished_at",
+        ]
+
+
+class JudgeRunInputSerializer(serializers.Serializer):
+    judge = serializers.CharField(max_length=60, help_text="a judge name from ARENA_JUDGES or ARENA_JUDGE_NAME")
+    sample = serializers.IntegerField(min_value=1, required=False, allow_null=True,
+                                      help_text="judge only the first N tasks (those people voted on first)")
+
+
+class JudgeRunListCreateApi(APIView):
+    """Staff: the study's judge runs, and starting one (queued on the GPU queue for an in-process
+    model, on the CPU queue for an endpoint; tasks already judged by the configuration are skipped)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: JudgeRunSerializer(many=True), **errors(e401="not signed in", e403="not staff", e404="no such study")})
+    def get(self, request, slug: str):
+        study = get_object_or_404(Study, slug=slug)
+        return Response(JudgeRunSerializer(judge_runs_recent(study=study), many=True).data)
+
+    @extend_schema(request=JudgeRunInputSerializer, responses={
+        202: JudgeRunSerializer,
+        400: OpenApiResponse(ErrorSerializer, description="no such judge, no judge configured, or a rubric without a score range"),
+        **errors(e401="not signed in", e403="not staff", e404="no such study"),
+    })
+    def post(self, request, slug: str):
+        study = get_object_or_404(Study, slug=slug)
+        ser = JudgeRunInputSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        try:
+            run = judge_run_enqueue(study=study, judge=ser.validated_data["judge"], sample=ser.validated_data.get("sample"),
+                                    user=request.user)
+        except JudgeRunRefused as exc:
+            return Response({"detail": str(exc)}, status=400)
+        run = JudgeRun.objects.select_related("job", "study").get(pk=run.pk)
+        return Response(JudgeRunSerializer(run).data, status=202,
+                        headers={"Location": reverse("api_judge_run", args=[run.pk])})
+
+
+class JudgeRunDetailApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: JudgeRunSerializer, **errors(e401="not signed in", e403="not staff", e404="no such run")})
+    def get(self, request, pk: int):
+        return Response(JudgeRunSerializer(get_object_or_404(JudgeRun.objects.select_related("job", "study"), pk=pk)).data)
+
+
+@roles.staff_required
+def judge_rubrics_page(request, slug: str):
+    """Staff: the judge rubric of each criterion of a study (part of its setup), and starting a run.
+    Every rubric is checked before any is stored."""
+    study = get_object_or_404(Study, slug=slug)
+    errors_by_criterion: dict[int, str] = {}
+    typed: dict[int, str] = {}
+    if request.method == "POST":
+        typed = {c.pk: request.POST.get(f"rubric-{c.pk}", "") for c in study.criteria.all()}
+        errors_by_criterion = rubrics_save(study=study, texts=typed)
+        if not errors_by_criterion:
+            messages.success(request, "Judge rubrics saved.")
+            return redirect("judging:rubrics", slug=slug)
+    rubrics = rubrics_get(study=study)
+    for r in rubrics:
+        cid = r["criterion"].pk
+        r["error"] = errors_by_criterion.get(cid, "")
+        if cid in typed:
+            r["text"] = typed[cid]
+    try:
+        judges = list(judges_configured().values())
+        config_error = ""
+    except ImproperlyConfigured as exc:
+        judges, config_error = [], str(exc)
+    ctx = {"study": study, "rubrics": rubrics, "judges": judges, "config_error": config_error,
+           "runs": judge_runs_recent(study=study)[:10]}
+    template = "judging/rubrics.html#rubrics" if request.htmx else "judging/rubrics.html"
+    return render(request, template, ctx, status=400 if errors_by_criterion else 200)
+
+
+@roles.staff_required
+@require_POST
+def judge_run_start(request, slug: str | None = None):
+    """Staff: start a judge run from the jobs page (study picked in the form) or the study's judge page."""
+    study = get_object_or_404(Study, slug=slug or request.POST.get("study", ""))
+    slug = study.slug
+    sample = request.POST.get("sample", "").strip()
+    try:
+        n = int(sample) if sample else None
+        run = judge_run_enqueue(study=study, judge=request.POST.get("judge", ""), sample=n, user=request.user)
+    except ValueError:
+        messages.error(request, f"Nothing queued: the sample must be a number of tasks, got {sample!r}.")
+    except JudgeRunRefused as exc:
+        messages.error(request, f"Nothing queued: {exc}")
+    else:
+        messages.success(request, f"Queued judge run {run.pk}: {run.judge} on {study.slug}.")
+    if request.POST.get("next") == "rubrics":
+        return redirect("judging:rubrics", slug=slug)
+    return redirect("ops:jobs")

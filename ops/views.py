@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from arena import roles
+from judging.judge_runs import judge_choices, judge_runs_recent
 from judging.models import ScoreJob
 from judging.services import jobs_recent
 
@@ -40,6 +41,7 @@ def jobs_page(request):
     ctx = {
         "jobs": jobs, "active": active, "pending": pending, "workers": workers_seen(),
         "database": database_check(), "broker": broker_check(), "oldest": pending[0] if pending else None,
+        "judge_runs": list(judge_runs_recent(limit=20)), **judge_choices(),
     }
     return render(request, template, ctx)
 
