@@ -305,7 +305,8 @@ def judge_run_work(*, job: ScoreJob) -> None:
     todo = [t for t in plan if t.key not in done_keys]
     ScoreJob.objects.filter(pk=job.pk).update(total=len(plan), done=len(plan) - len(todo))
     if not plan:
-        raise JobFailed("The study has nothing to judge: no output annotators can be shown, or no vote kind or criterion")
+        raise JobFailed("The study has nothing to judge: no output annotators can be shown (none yet, all withheld by the safety "
+                        "screen or withdrawn), or no vote kind or criterion")
     try:
         backend = backend_for(cfg, device=getattr(settings, "ARENA_DEVICE", "auto"))
     except JudgeBackendError as exc:

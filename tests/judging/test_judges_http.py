@@ -313,3 +313,19 @@ def test_an_unreachable_endpoint_is_a_job_error(settings, study, django_capture_
     assert JudgeVote.objects.count() == 0
     assert ScoreJob.objects.get(pk=run.job_id).kind == "judge"
     assert JudgeRun.objects.count() == 1
+
+
+def test_the_judges_section_catches_up_with_new_human_votes_at_the_next_recompute(settings, study, django_capture_on_commit_callbacks):
+    with JudgeServer(fair, model="fair-vl") as server:
+        configure(settings, {"name": "fair", "url": server.url, "model": "fair-vl"})
+        run_judge(study, "fair", django_capture_on_commit_callbacks)
+    before = report(study, "fair")
+    assert before["pairwise_accuracy"]["value"] is None and before["pairwise_accuracy"]["too_few"]
+    assert all(r["human_bt"] is None for r in before["ranking"])
+    human_votes(study, n_annotators=2, per=12)
+    study_recompute(study_id=study.pk)
+    after = report(study, "fair")
+    acc, n = expected_pairwise_accuracy(study, lambda v: int(np.sign(GENERATOR_NAMES.index(v.generator_left.name)
+                                                                     - GENERATOR_NAMES.index(v.generator_right.name))))
+    assert n > 0 and after["pairwise_accuracy"]["value"] == pytest.approx(acc) and after["pairwise_accuracy"]["n"] == n
+    assert any(r["human_bt"] is not None for r in after["ranking"])
