@@ -145,11 +145,11 @@ def _one_judge(study: Study, criterion, run: JudgeRun, votes, human_rows: list[d
     voted = ~np.isnan(judge_bt)
     judge_rank = {}
     if voted.any():
-        ordered = sorted((i for i in range(n) if voted[i]), key=lambda i: -judge_bt[i])
-        judge_rank = {order[i]: r + 1 for r, i in enumerate(ordered)}
+        # Rank: 1 + generators rated strictly higher, so equal ratings share a rank.
+        rated = {order[i]: round(float(judge_bt[i]), 6) for i in range(n) if voted[i]}
+        judge_rank = {g: 1 + sum(v > x for v in rated.values()) for g, x in rated.items()}
     human_bt = {r["id"]: r.get("bt") for r in human_rows}
-    human_sorted = sorted((g for g in order if human_bt.get(g) is not None), key=lambda g: -human_bt[g])
-    human_rank = {g: r + 1 for r, g in enumerate(human_sorted)}
+    human_rank = {r["id"]: r.get("rank") for r in human_rows}  # the board's rank by interval
     for g in order:
         i = pos[g]
         ranking.append({
@@ -319,7 +319,8 @@ def judge_reports_refresh(*, study: Study) -> int:
     done = 0
     for criterion in study.criteria.all():
         board = LeaderboardResult.objects.filter(study=study, criterion=criterion, category="").values_list("data", flat=True).first()
-        human_rows = [{"id": r["id"], "name": r["name"], "bt": r.get("bt")} for r in (board or {}).get("generators", [])]
+        human_rows = [{"id": r["id"], "name": r["name"], "bt": r.get("bt"), "rank": r.get("rank")}
+                      for r in (board or {}).get("generators", [])]
         if not human_rows:
             human_rows = [{"id": g.pk, "name": g.name, "bt": None} for g in study.generators.order_by("name")]
         base = counted_votes(Vote.objects.filter(study=study, criterion=criterion, is_gold=False, annotator__excluded=False), study=study)

@@ -27,9 +27,9 @@ QUESTIONS = ["Is there a shape?", "Is the shape red?"]
 
 
 def figures(html: str, judge: str) -> dict[str, str]:
-    """The text of each figure cell in the judge's row of the agreement table."""
-    row = re.search(r'<table class="grid" id="judge-agreement">.*?<tr data-judge="%s">(.*?)</tr>' % re.escape(judge), html, re.S).group(1)
-    cells = re.findall(r'data-figure="(\w+)"[^>]*>(.*?)</td>', row, re.S)
+    """The text of each figure cell of the judge's column in the agreement table."""
+    table = re.search(r'<table class="grid" id="judge-agreement">(.*?)</table>', html, re.S).group(1)
+    cells = re.findall(r'<td class="num" data-judge="%s" data-figure="(\w+)"[^>]*>(.*?)</td>' % re.escape(judge), table, re.S)
     return {k: " ".join(re.sub(r"<[^>]+>", " ", v).split()) for k, v in cells}
 
 
