@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from .models import Embedding, GeneratorMetric, OutputScore, ReferenceSet, SafetyScreen, ScoreJob
+from .models import Embedding, GeneratorMetric, JudgeRubric, JudgeRun, JudgeVote, OutputScore, ReferenceSet, SafetyScreen, ScoreJob
 from .scorers.nsfw import NsfwScorer
 from .screening import outputs_release
 from .services import job_requeue
@@ -90,3 +90,25 @@ class SafetyScreenAdmin(admin.ModelAdmin):
     def release(self, request, queryset):
         n = outputs_release(output_ids=list(queryset.values_list("output_id", flat=True)), user=request.user)
         self.message_user(request, f"{n} output(s) released to annotators.")
+
+
+@admin.register(JudgeRun)
+class JudgeRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "judge", "study", "sample", "verdicts", "failures", "requests", "prompt_tokens", "completion_tokens"]
+    list_filter = ["judge"]
+    readonly_fields = [f.name for f in JudgeRun._meta.fields]
+
+
+@admin.register(JudgeVote)
+class JudgeVoteAdmin(admin.ModelAdmin):
+    """A judge's verdicts with the raw answers (read only: they are what the judge said)."""
+
+    list_display = ["id", "judge", "kind", "criterion", "output", "output_b", "question_index", "score", "choice", "consistent", "failed"]
+    list_filter = ["judge", "kind", "failed", "consistent"]
+    readonly_fields = [f.name for f in JudgeVote._meta.fields]
+
+
+@admin.register(JudgeRubric)
+class JudgeRubricAdmin(admin.ModelAdmin):
+    list_display = ["study", "criterion", "updated_at"]
+    readonly_fields = ["study", "criterion", "text", "updated_at"]  # edited in the study setup, where it is checked
