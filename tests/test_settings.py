@@ -38,3 +38,13 @@ def test_a_malformed_value_is_named_instead_of_ignored():
 def test_production_settings_start_with_both_set():
     res = check(DEBUG="0", SECRET_KEY="x" * 50, ALLOWED_HOSTS="arena.example.org")
     assert res.returncode == 0, res.stderr
+
+
+def test_a_judge_setting_that_cannot_be_used_is_named_at_start():
+    res = check(DEBUG="1", ARENA_JUDGES="[{name: 1}]")
+    assert res.returncode != 0 and "ARENA_JUDGES is not valid JSON" in res.stderr
+    res = check(DEBUG="1", ARENA_JUDGES='[{"name": "a", "backend": "http", "model": "m"}]')
+    assert res.returncode != 0 and "ARENA_JUDGES[0]: url must be an http(s) URL" in res.stderr
+    res = check(DEBUG="1", ARENA_JUDGE_URL="http://gpu:8000/v1")
+    assert res.returncode != 0 and "ARENA_JUDGE_URL is set but ARENA_JUDGE_MODEL" in res.stderr
+    assert check(DEBUG="1", ARENA_JUDGE_URL="http://gpu:8000/v1", ARENA_JUDGE_MODEL="qwen").returncode == 0
