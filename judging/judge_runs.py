@@ -184,6 +184,12 @@ def judge_run_enqueue(*, study: Study, judge: str, sample: int | None = None, us
         _rubrics_checked(study)
     except RubricError as exc:
         raise JudgeRunRefused(f"{exc} (study setup → judge rubrics)") from None
+    unfinished = JudgeRun.objects.filter(
+        study=study, fingerprint=cfg.fingerprint, job__status__in=[ScoreJob.Status.PENDING, ScoreJob.Status.RUNNING]
+    ).values_list("pk", flat=True).first()
+    if unfinished is not None:
+        raise JudgeRunRefused(f"Judge run {unfinished} of this judge on {study.slug} is already queued or running; "
+                              "it will judge what is left (staff jobs page)")
     with transaction.atomic():
         job = ScoreJob.objects.create(kind=ScoreJob.Kind.JUDGE, scorer=cfg.name, study=study)
         run = JudgeRun.objects.create(
@@ -300,8 +306,7 @@ def judge_run_work(*, job: ScoreJob) -> None:
     plan = judge_tasks_plan(study=study, rubrics=rubrics, displayed=displayed)
     if run.sample:
         plan = plan[: run.sample]
-    done_keys = set(JudgeVote.objects.filter(fingerprint=run.fingerprint, study=study, task_key__in=[t.key for t in plan])
-                    .values_list("task_key", flat=True))
+    done_keys = set(JudgeVote.objects.filter(fingerprint=run.fingerprint, study=study).values_list("task_key", flat=True))
     todo = [t for t in plan if t.key not in done_keys]
     ScoreJob.objects.filter(pk=job.pk).update(total=len(plan), done=len(plan) - len(todo))
     if not plan:
@@ -341,9 +346,10 @@ def judge_run_work(*, job: ScoreJob) -> None:
             mine = [i for i, o in enumerate(owner) if o == n]
             votes.append(_vote_from(task, run, [replies[i] for i in mine], [verdicts[i] for i in mine]))
         with transaction.atomic():
-            created = JudgeVote.objects.bulk_create(votes, ignore_conflicts=True)
+            JudgeVote.objects.bulk_create(votes, ignore_conflicts=True)  # a task another run stored meanwhile stays as it was
+            mine = JudgeVote.objects.filter(run=run, task_key__in=[v.task_key for v in votes])
             JudgeRun.objects.filter(pk=run.pk).update(
-                verdicts=F("verdicts") + len(created), failures=F("failures") + sum(v.failed for v in votes),
+                verdicts=F("verdicts") + mine.count(), failures=F("failures") + mine.filter(failed=True).count(),
                 requests=F("requests") + sum(len(r) for r in replies),
                 prompt_tokens=F("prompt_tokens") + sum(v.prompt_tokens for v in votes),
                 completion_tokens=F("completion_tokens") + sum(v.completion_tokens for v in votes),

@@ -197,7 +197,8 @@ class JudgeRun(models.Model):
 class JudgeVote(models.Model):
     """A judge's answer to one task, shaped like a human vote and never counted as one.
 
-    Pairwise tasks are judged in both orders: ``choice_first_order`` with ``output`` shown first,
+    A pairwise task is an unordered pair of outputs of one prompt, ``output`` the lower id (the
+    board turns its verdict to each human vote's left/right). It is judged in both orders: ``choice_first_order`` with ``output`` shown first,
     ``choice_second_order`` with ``output_b`` shown first, both as left (``output``) / right
     (``output_b``) / tie; ``choice`` is their common answer, or a tie when they disagree
     (``consistent`` false). An answer that cannot be read is ``failed`` with its raw text and no

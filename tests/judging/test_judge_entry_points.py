@@ -147,3 +147,13 @@ def test_answers_are_read_from_the_last_json_object_and_never_guessed():
     assert rubric_scale("a\n1: bad\n2: so-so\n5 - great") == (1, 5)
     with pytest.raises(RubricError):
         rubric_scale("1: bad only")
+
+
+def test_a_second_run_of_the_same_judge_is_refused_while_one_is_queued(settings, study):
+    from judging.judge_runs import JudgeRunRefused, judge_run_enqueue
+
+    configure(settings, {"name": "fair", "url": "http://127.0.0.1:9/v1", "model": "m"})
+    first = judge_run_enqueue(study=study, judge="fair")  # queued when the test's transaction commits: never here
+    with pytest.raises(JudgeRunRefused, match=f"Judge run {first.pk} of this judge on {study.slug} is already queued"):
+        judge_run_enqueue(study=study, judge="fair")
+    assert JudgeRun.objects.count() == 1
