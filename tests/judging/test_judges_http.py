@@ -329,3 +329,15 @@ def test_the_judges_section_catches_up_with_new_human_votes_at_the_next_recomput
                                                                      - GENERATOR_NAMES.index(v.generator_right.name))))
     assert n > 0 and after["pairwise_accuracy"]["value"] == pytest.approx(acc) and after["pairwise_accuracy"]["n"] == n
     assert any(r["human_bt"] is not None for r in after["ranking"])
+
+
+def test_an_open_board_refreshes_when_a_judge_run_finishes(settings, study, researcher, django_capture_on_commit_callbacks):
+    c = client_for(researcher)
+    page = c.get(f"/leaderboard/{study.slug}/").content.decode()
+    since = re.search(r'hx-get="[^"]*since=([^"&]+)', page).group(1)
+    assert c.get(f"/leaderboard/{study.slug}/?since={since}", HTTP_HX_REQUEST="true").status_code == 204
+    with JudgeServer(fair, model="fair-vl") as server:
+        configure(settings, {"name": "fair", "url": server.url, "model": "fair-vl"})
+        run_judge(study, "fair", django_capture_on_commit_callbacks, sample=3)
+    fragment = c.get(f"/leaderboard/{study.slug}/?since={since}", HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 200 and 'id="judges"' in fragment.content.decode()
