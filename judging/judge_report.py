@@ -166,19 +166,18 @@ def _one_judge(study: Study, criterion, run: JudgeRun, votes, human_rows: list[d
     if voted.any():
         hb = np.array([human_bt[g] for g in both], dtype=float)
         cols = [pos[g] for g in both]
-
-        def corr(fn):
-            def statistic(ia, ib, xa, xb, xt):
-                return fn(_fit(n, ia, ib, xa, xb, xt)[cols], hb)
-            return statistic
-
+        samples = None
+        if len(both) >= 3 and len(set(clusters)) >= 2:
+            # One refit per round on resampled prompts, shared by both correlations.
+            samples = bt.bootstrap_bt_clusters(n, clusters, a, b, wa, wb, ties, rounds=ROUNDS, seed=0)[:, cols]
         for name, fn in (("spearman", stats.spearman), ("kendall", stats.kendall_tau_b)):
             value = fn(judge_bt[cols], hb) if len(both) >= 3 else math.nan
             low = high = None
-            if len(both) >= 3 and len(set(clusters)) >= 2:
-                low, high = stats.bootstrap_ci(corr(fn), np.asarray(a), np.asarray(b), np.asarray(wa, float),
-                                               np.asarray(wb, float), np.asarray(ties, float), clusters=np.asarray(clusters),
-                                               rounds=ROUNDS, level=LEVEL, seed=0)
+            if samples is not None:
+                reps = np.array([fn(row, hb) for row in samples])
+                finite = reps[np.isfinite(reps)]
+                if finite.size * 2 >= ROUNDS:
+                    low, high = (float(q) for q in np.quantile(finite, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]))
             correlation[name] = _figure(value, low, high, len(both))
             correlation[name]["too_few"] = len(both) < 3
     else:
