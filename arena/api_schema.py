@@ -41,6 +41,10 @@ class TaskSerializer(serializers.Serializer):
     images = TaskImageSerializer(many=True)
     expires_at = serializers.DateTimeField()
     answers = serializers.ListField(child=serializers.CharField(), help_text="The answers this task accepts (and skip).")
+    questions = serializers.ListField(
+        child=serializers.CharField(), help_text="Question checks: the yes/no questions to answer, index 0 first; "
+        "empty for other kinds.",
+    )
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -160,6 +164,12 @@ class LeaderboardSerializer(serializers.Serializer):
     )
     safety = serializers.DictField(allow_null=True, required=False, help_text="unsafe rates and the detector against annotators' flags")
     quality_profile = serializers.DictField(allow_null=True, required=False, help_text="each generator's normalised profile")
+    question_checks = serializers.DictField(
+        allow_null=True, required=False,
+        help_text="question checks: VQAScore's and each judge's yes/no answers against people's majority per question "
+        "(items, tied, answers; per source: overall, generators, categories, each with n, accuracy and its Wilson "
+        "interval, hallucinated (source yes, people no) and missed (source no, people yes) with their rates)",
+    )
     elo_requested_at = serializers.DateTimeField(allow_null=True, required=False, help_text="online Elo owed since")
 
 

@@ -32,6 +32,7 @@ from . import stats
 from .elo import elo_step
 from .quality import annotator_quality_store, pairwise_outcome
 from judging.agreement import metric_agreement_compute
+from judging.question_checks import question_checks_compute
 from judging.selectors import safety_for_board
 from .models import EloState, LeaderboardResult, RecomputeState
 
@@ -316,8 +317,9 @@ def study_recompute(*, study_id: int) -> bool:
     try:
         with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token):
             study = Study.objects.get(pk=study_id)
+            checks = question_checks_compute(study=study)  # one audit per study, stored with each criterion's board
             for criterion in study.criteria.all():
-                _recompute_criterion(study, criterion)
+                _recompute_criterion(study, criterion, question_checks=checks)
             annotator_quality_store(study=study)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -340,7 +342,7 @@ def study_recompute(*, study_id: int) -> bool:
 _clean = board_rules.json_safe
 
 
-def _recompute_criterion(study: Study, criterion) -> None:
+def _recompute_criterion(study: Study, criterion, *, question_checks: dict | None = None) -> None:
     base = counted_votes(Vote.objects.filter(study=study, criterion=criterion, is_gold=False, annotator__excluded=False), study=study)
     generators = list(Generator.objects.filter(studies=study).order_by("name").values_list("id", "name"))
     index = {gid: i for i, (gid, _) in enumerate(generators)}
@@ -412,6 +414,7 @@ def _recompute_criterion(study: Study, criterion) -> None:
             data["votes_needed_status"] = needed["status"]
             data["metric_agreement"] = metric_agreement_compute(study=study, criterion=criterion, board=_clean(data), base=base)
             data["safety"] = safety_for_board(study=study)
+            data["question_checks"] = question_checks
         LeaderboardResult.objects.update_or_create(
             study=study, criterion=criterion, category=cat,
             defaults={"computed_at": now, "votes_total": data["votes_total"], "data": _clean(data)},

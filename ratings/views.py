@@ -64,6 +64,7 @@ def board_context(study: Study, criterion, category: str) -> dict:
             )
     ctx["metrics"] = metrics_for_board(study=study, board=board)
     ctx["safety"] = (board or {}).get("safety")  # stored by the recompute
+    ctx["question_checks"] = (board or {}).get("question_checks")  # stored by the recompute
     ctx["profile"] = quality_profile(study=study)
     return ctx
 
@@ -167,6 +168,7 @@ class LeaderboardApi(APIView):
         extra = {
             "metrics": metrics,
             "safety": (board or {}).get("safety"),
+            "question_checks": (board or {}).get("question_checks"),
             "quality_profile": (
                 {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
                 if profile else None

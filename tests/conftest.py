@@ -258,7 +258,9 @@ def make_study(tmp_path):
     study_index_clear()
     counter = {"n": 0}
 
-    def build(*, generators=GENERATOR_NAMES, prompts=5, kinds=("pairwise", "likert", "binary"), **options) -> "Study":
+    def build(*, generators=GENERATOR_NAMES, prompts=5, kinds=("pairwise", "likert", "binary"), questions=None,
+              categories=None, **options) -> "Study":
+        """`questions`: prompt number -> its yes/no questions; `categories`: prompt number -> category."""
         counter["n"] += 1
         slug = options.pop("slug", f"study-{counter['n']}")
         study = Study.objects.create(name=f"Study {slug}", slug=slug, vote_kinds=list(kinds), **options)
@@ -268,7 +270,12 @@ def make_study(tmp_path):
             for p in range(prompts):
                 name = f"{slug}/{g}-{p}.png"
                 files[name] = png_bytes(color=(10 + 50 * g, 7 * p + counter["n"], 120), size=(16, 16))
-                rows.append({"generator": gen, "prompt": f"{slug} prompt number {p}", "image": name})
+                row = {"generator": gen, "prompt": f"{slug} prompt number {p}", "image": name}
+                if questions and questions.get(p):
+                    row["questions"] = questions[p]
+                if categories and categories.get(p):
+                    row["category"] = categories[p]
+                rows.append(row)
         files["manifest.jsonl"] = manifest_jsonl(rows)
         outputs_import(path=make_zip(tmp_path / f"{slug}.zip", files), study=study)
         study_index_clear()
