@@ -14,8 +14,8 @@ from tests.conftest import api_client_for, client_for
 pytestmark = pytest.mark.django_db
 
 QUESTIONS = {0: ["Is there a cube?", "Is the cube red?"], 1: ["Is there a cat?", "Is the cat asleep?", "Is it night?"],
-             2: ["Is there a tree?"]}
-CATEGORIES = {0: "objects", 1: "animals", 2: "plants"}
+             2: ["Is there a tree?"], 3: ["Is there a dog?", "Is the dog brown?"]}
+CATEGORIES = {0: "objects", 1: "animals", 2: "plants", 3: "animals"}
 
 
 def annotators(django_user_model, n):
@@ -42,7 +42,7 @@ def cast_everything(study, users, rng, skip_share=0.0):
                 res = api.post(f"/api/studies/{study.slug}/votes/", {"assignment": t["assignment"], "answer": "skip"}, format="json")
             else:
                 oid = Assignment.objects.get(pk=t["assignment"]).output_left_id
-                answers = [rng.random() < 0.6 for _ in t["questions"]]
+                answers = [rng.random() < 0.5 for _ in t["questions"]]
                 res = api.post(f"/api/studies/{study.slug}/votes/", {
                     "assignment": t["assignment"], "questions": {str(i): "yes" if a else "no" for i, a in enumerate(answers)}},
                     format="json")
@@ -78,12 +78,12 @@ def expected_counts(cast, model, keep=lambda key: True):
 
 
 def test_the_board_counts_hallucinations_and_misses_as_people_answered(make_study, django_user_model, researcher, monkeypatch):
-    study = make_study(kinds=("questions",), prompts=4, questions=QUESTIONS, categories=CATEGORIES, overlap_target=3,
+    study = make_study(kinds=("questions",), prompts=5, questions=QUESTIONS, categories=CATEGORIES, overlap_target=4,
                        quota_per_annotator=100, reveal_after_vote=False)
     rng = random.Random(7)
     users = annotators(django_user_model, 4)
-    cast, by_user = cast_everything(study, users, rng, skip_share=0.15)
-    assert any(len(v) == 2 for v in cast.values())  # some questions have two answers: ties happen
+    cast, by_user = cast_everything(study, users, rng, skip_share=0.05)
+    assert any(2 * sum(v) == len(v) for v in cast.values())  # four answers each: ties happen
     # VQAScore's stored answers, P(yes) drawn here; one output was never scored.
     outputs = {o.pk: o for o in Output.objects.exclude(prompt__questions=[]).select_related("prompt", "generator")}
     unscored = min(oid for (oid, _), v in cast.items() if 2 * sum(v) != len(v))  # one with a decided question
@@ -133,7 +133,7 @@ def test_the_board_counts_hallucinations_and_misses_as_people_answered(make_stud
     row = page[page.index('data-source="VQAScore" data-cut="all"'):]
     row = row[: row.index("</tr>")]
     assert f'<span class="halluc">{w["hallucinated"]}</span>' in row and f'<span class="missed">{w["missed"]}</span>' in row
-    assert f'<td class="num n">{w["n"]}</td>' in row
+    assert f'<td class="num items">{w["n"]}</td>' in row
 
     # An excluded annotator's answers leave the audit.
     gone = users[0]
