@@ -146,7 +146,7 @@ def demo_load() -> Study:
                 "Judge each image by the question on screen. Use the keyboard shortcuts shown under the buttons. "
                 "If an image is disturbing or broken, flag it."
             ),
-            "vote_kinds": ["pairwise", "likert", "binary"],
+            "vote_kinds": ["pairwise", "likert", "binary", "questions"],
             "overlap_target": 3,
             "quota_per_annotator": 30,
             "reveal_after_vote": True,
