@@ -2,7 +2,9 @@ from django.contrib import admin
 from django.db.models import Count, Q
 from django.utils.html import format_html
 
-from .models import Annotator, Assignment, Criterion, Flag, Generator, GoldTask, Image, Output, Prompt, Study, Upload, Vote
+from .models import (
+    Annotator, Assignment, Criterion, Flag, Generator, GoldTask, Image, Output, Prompt, QuestionAnswer, Study, Upload, Vote,
+)
 
 
 @admin.register(Generator)
@@ -128,11 +130,19 @@ class AssignmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["output_left", "output_right", "annotator", "gold"]
 
 
+class QuestionAnswerInline(admin.TabularInline):
+    model = QuestionAnswer
+    extra = 0
+    can_delete = False
+    readonly_fields = ["question_index", "question", "answer"]
+
+
 @admin.register(Vote)
 class VoteAdmin(admin.ModelAdmin):
     list_display = ["id", "study", "criterion", "kind", "annotator", "score", "choice", "response_ms", "created_at"]
     list_filter = ["study", "kind", "criterion"]
     raw_id_fields = ["assignment", "output_left", "output_right", "annotator"]
+    inlines = [QuestionAnswerInline]
 
 
 @admin.register(Flag)

@@ -434,6 +434,12 @@ class GoldTask(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        constraints = [
+            # A question check has no single expected answer.
+            models.CheckConstraint(condition=~Q(kind="questions"), name="gold_task_not_question_check"),
+        ]
+
     def __str__(self) -> str:
         return f"gold {self.pk} ({self.kind})"
 

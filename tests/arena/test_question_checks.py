@@ -226,3 +226,27 @@ def test_setup_refuses_question_checks_without_questions_and_counts_their_items(
     cap = study_capacity_of(study)
     assert "vote_kinds" not in cap.errors
     assert cap.rows == [("Question checks", "all criteria", 2 * len(GENERATOR_NAMES))]
+
+
+def test_staff_try_question_checks_as_annotators_meet_them_and_gold_tasks_cannot_be_question_checks(make_study, admin_user):
+    from django.db import IntegrityError, transaction
+
+    from arena.models import Criterion, GoldTask
+
+    study = question_study(make_study)
+    c = client_for(admin_user)
+    for seed in range(6):
+        html = c.get(f"/staff/studies/{study.slug}/try/?seed={seed}").content.decode()
+        assert 'data-kind="questions"' in html and "Send answers" in html
+        assert any(q in html for qs in QUESTIONS.values() for q in qs)
+        assert not any(name in html for name in GENERATOR_NAMES)
+    assert Assignment.objects.count() == 0
+    both = question_study(make_study, kinds=("questions", "likert"))
+    page = c.get(f"/staff/studies/{both.slug}/edit/").content.decode()
+    select = page[page.index('name="kind"'):]
+    select = select[: select.index("</select>")]
+    assert 'value="likert"' in select and 'value="questions"' not in select  # no gold question checks
+    output = Output.objects.exclude(prompt__questions=[]).first()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        GoldTask.objects.create(study=study, criterion=Criterion.objects.get(slug="aesthetics"), kind="questions",
+                                output=output, expected_answer="yes")
