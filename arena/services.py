@@ -13,9 +13,10 @@ from django.db.models import Min
 from django.utils import timezone
 
 from . import derived
-from .imports import MAX_REPORTED_ERRORS, ImportRejected, RowError, image_files_orphaned_remove, outputs_import
+from .imports import MAX_REPORTED_ERRORS, ImportRejected, RowError, outputs_import
 from .models import Study, Upload
 from .renditions import rendition_files_orphaned_remove
+from .storage import files_orphaned_remove
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def upload_takeover(*, upload_id: int, force: bool = False) -> bool:
     with transaction.atomic():
         if not Upload.objects.filter(pk=upload_id, **lookup).update(status=Upload.Status.PENDING, heartbeat_at=None):
             return False
-        removed = image_files_orphaned_remove(files=upload.files_planned or [])
+        removed = files_orphaned_remove([tuple(f) for f in upload.files_planned or []])
         # Renditions of the dead run: unreferenced files written before its heartbeat stopped and
         # before every import still running began (so no live import's files are touched).
         running = Upload.objects.filter(status=Upload.Status.RUNNING).exclude(pk=upload_id).aggregate(m=Min("started_at"))["m"]
