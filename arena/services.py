@@ -137,27 +137,52 @@ def upload_run(*, upload_id: int) -> Upload | None:
         logger.exception("upload %s failed", upload_id)
         _finish_failed(upload, [RowError(None, f"internal error: {exc}")], 0)
     else:
-        upload.status = Upload.Status.DONE
-        upload.rows_total = report.rows_total
-        upload.rows_checked = report.rows_total
-        upload.rows_imported = report.rows_imported
-        upload.rows_existing = report.rows_existing
-        upload.rows_rejected = 0
-        upload.errors = []
-        upload.message = upload_summary(report)
-        upload.finished_at = timezone.now()
-        upload.archive = ""
-        upload.files_planned = []
-        upload.save(
-            update_fields=[
-                "status", "rows_total", "rows_checked", "rows_imported", "rows_existing",
-                "rows_rejected", "errors", "message", "finished_at", "archive", "files_planned",
-            ]
-        )
+        _finish_done(upload, report)
         outputs_imported(output_ids=report.output_ids)
     finally:
         archive.unlink(missing_ok=True)
     return upload
+
+
+def upload_import_local(*, path: Path, study: Study | None = None, user=None, progress=None) -> Upload:
+    """Import a .zip or folder on this machine now (`manage.py import_outputs`).
+
+    The same import and the same record as an uploaded archive: the upload row, its outputs and
+    their link are written in one transaction, so a rejected import (ImportRejected is raised)
+    leaves nothing behind, not even the upload row."""
+    path = Path(path)
+    with transaction.atomic():
+        upload = Upload.objects.create(
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            study=study,
+            source_name=path.name[:255],
+            status=Upload.Status.RUNNING,
+            started_at=timezone.now(),
+        )
+        report = outputs_import(path=path, study=study, upload=upload, progress=progress)
+        _finish_done(upload, report)
+    outputs_imported(output_ids=report.output_ids)
+    return upload
+
+
+def _finish_done(upload: Upload, report) -> None:
+    upload.status = Upload.Status.DONE
+    upload.rows_total = report.rows_total
+    upload.rows_checked = report.rows_total
+    upload.rows_imported = report.rows_imported
+    upload.rows_existing = report.rows_existing
+    upload.rows_rejected = 0
+    upload.errors = []
+    upload.message = upload_summary(report)
+    upload.finished_at = timezone.now()
+    upload.archive = ""
+    upload.files_planned = []
+    upload.save(
+        update_fields=[
+            "status", "rows_total", "rows_checked", "rows_imported", "rows_existing",
+            "rows_rejected", "errors", "message", "finished_at", "archive", "files_planned",
+        ]
+    )
 
 
 def upload_summary(report) -> str:
