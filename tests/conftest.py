@@ -13,14 +13,13 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image as PILImage
 
-STRICT = os.environ.get("ARENA_STRICT", "").lower() in {"1", "true", "yes", "on"}
-
-
 def need(condition: bool, what: str) -> None:
     """A test that needs a service or a browser fails under ARENA_STRICT=1 and skips otherwise."""
+    from django.conf import settings
+
     if condition:
         return
-    if STRICT:
+    if settings.ARENA_STRICT:
         pytest.fail(f"{what} is required (ARENA_STRICT=1)")
     pytest.skip(f"{what} is not available")
 
