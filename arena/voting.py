@@ -24,7 +24,9 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from . import roles, sampling
+from ratings import sampling
+
+from . import roles
 from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind
 from .quoting import quoted
 from .selectors import withdrawn_output_ids

@@ -7,9 +7,9 @@ import time
 import numpy as np
 
 from arena.models import Criterion, Study
-from arena.sampling import SamplerState
 
 from .models import EloState, LeaderboardResult, RecomputeState
+from .sampling import SamplerState
 
 
 def leaderboard_get(*, study: Study, criterion: Criterion, category: str = "") -> dict | None:

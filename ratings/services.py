@@ -24,13 +24,13 @@ from django.utils import timezone
 from arena import derived
 from arena.models import Annotator, Generator, Study, Vote, VoteKind
 from arena.selectors import counted_votes, withdrawn_output_ids
-from arena.sampling import bt_standard_errors
 
 from . import bradley_terry as bt
 from . import board as board_rules
 from . import stats
 from .elo import elo_step
 from .quality import annotator_quality_store, pairwise_outcome
+from .sampling import bt_standard_errors
 from judging.agreement import metric_agreement_compute
 from judging.selectors import safety_for_board
 from .models import EloState, LeaderboardResult, RecomputeState
