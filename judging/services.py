@@ -36,16 +36,34 @@ class JobFailed(Exception):
 # --------------------------------------------------------------------------- configuration
 
 
+def scorer_config(name: str) -> dict:
+    """Keyword arguments for ``get_scorer(name, **config)`` from the settings (ARENA_CLIP_MODEL,
+    ARENA_CLIP_PRETRAINED, ARENA_VQA_MODEL, ARENA_FID_WEIGHTS, ARENA_ONNX_PROVIDER, ARENA_DEVICE;
+    read and checked once, in the settings module)."""
+    configs = {
+        "clip": {"model_name": settings.ARENA_CLIP_MODEL, "pretrained": settings.ARENA_CLIP_PRETRAINED},
+        "vqa": {"model": settings.ARENA_VQA_MODEL},
+        "fid": {"weights": settings.ARENA_FID_WEIGHTS},
+        "ocr": {"provider": settings.ARENA_ONNX_PROVIDER},
+        "nsfw": {"provider": settings.ARENA_ONNX_PROVIDER},
+        "quality": {},
+    }
+    try:
+        config = configs[name]
+    except KeyError:
+        raise KeyError(f"no settings for scorer {name!r}; known: {sorted(configs)}") from None
+    return {**config, "device": settings.ARENA_DEVICE}
+
+
 def scorer_load(name: str):
     """The configured scorer, loaded once per worker process (raises JobFailed on a model
     that is missing, corrupt or cannot run here)."""
-    from .conf import scorer_settings
     from .scorers import ModelUnavailable, WeightsUnavailable, get_scorer, scorer_class
 
     cls = scorer_class(name)
     try:
         cls.prepare()
-        config = scorer_settings().scorer_config(name)
+        config = scorer_config(name)
         if settings.ARENA_SCORE_BATCH_SIZE:  # 0: each scorer's declared batch size
             config.setdefault("batch_size", settings.ARENA_SCORE_BATCH_SIZE)
         return get_scorer(name, **config)
@@ -55,10 +73,9 @@ def scorer_load(name: str):
 
 def model_id_for(name: str) -> str:
     """The model id stored with scorer ``name``'s results under the current settings."""
-    from .conf import scorer_settings
     from .scorers import scorer_class
 
-    return scorer_class(name).model_id(scorer_settings().scorer_config(name))
+    return scorer_class(name).model_id(scorer_config(name))
 
 
 def scorer_queue(name: str) -> str:
