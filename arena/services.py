@@ -12,9 +12,9 @@ from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from . import derived
+from . import derived, hooks
 from .imports import MAX_REPORTED_ERRORS, ImportRejected, RowError, outputs_import
-from .models import Study, Upload
+from .models import Annotator, Output, Study, Upload, Vote, WithdrawnOutput
 from .renditions import rendition_files_orphaned_remove
 from .storage import files_orphaned_remove
 
@@ -212,9 +212,37 @@ def _finish_failed(upload: Upload, errors: list[RowError], rows_total: int) -> N
 
 
 def outputs_imported(*, output_ids: list[int]) -> None:
-    """New outputs are scored automatically (queued on the GPU queue after commit)."""
-    if not output_ids:
-        return
-    from judging.services import scoring_enqueue_outputs
+    """New outputs are scored automatically (queued after commit by the scoring app)."""
+    if output_ids:
+        hooks.call("outputs_imported", output_ids=output_ids)
 
-    scoring_enqueue_outputs(output_ids=output_ids)
+
+# --------------------------------------------------------------------------- exclusions
+
+
+def annotator_exclusion_set(*, annotator: Annotator, excluded: bool, reason: str = "") -> None:
+    """Exclude an annotator from every rating (votes are kept), or include them again.
+
+    The ratings of each study they voted in are recounted from the same transaction (the Elo is
+    reset there and asked for again), so a lost message cannot leave their votes counted.
+    """
+    with transaction.atomic():
+        annotator.excluded = excluded
+        annotator.excluded_reason = reason[:300] if excluded else ""
+        annotator.excluded_at = timezone.now() if excluded else None
+        annotator.save(update_fields=["excluded", "excluded_reason", "excluded_at"])
+        study_ids = list(Vote.objects.filter(annotator=annotator).values_list("study_id", flat=True).distinct().order_by())
+        hooks.call("votes_recounted", study_ids=study_ids)
+
+
+def output_withdrawal_set(*, study: Study, output: Output, withdrawn: bool, reason: str = "", by=None) -> None:
+    """Withdraw an output from a study (its votes are kept, left out of every number), or restore it.
+
+    Like excluding an annotator: the study's ratings are recounted from the same transaction.
+    """
+    with transaction.atomic():
+        if withdrawn:
+            WithdrawnOutput.objects.get_or_create(study=study, output=output, defaults={"reason": reason[:300], "by": by})
+        else:
+            WithdrawnOutput.objects.filter(study=study, output=output).delete()
+        hooks.call("votes_recounted", study_ids=[study.pk])

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from . import roles
 from .forms import GoldTaskForm, StudySetupForm, WithdrawForm
 from .models import Output, Study, WithdrawnOutput
+from .services import output_withdrawal_set
 from .studies import (
     flags_for_review, gold_task_create, study_capacity_of, study_output_thumbnails, study_overview_get, study_preview_task,
     study_save,
@@ -127,8 +128,6 @@ def flags_review(request, slug: str):
 @roles.staff_required
 @require_POST
 def output_withdraw(request, slug: str, pk: int):
-    from ratings.services import output_withdrawal_set
-
     study = get_object_or_404(Study, slug=slug)
     output = get_object_or_404(Output, pk=pk)
     form = WithdrawForm(request.POST)

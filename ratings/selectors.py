@@ -9,6 +9,7 @@ import numpy as np
 from arena.models import Criterion, Study
 
 from .models import EloState, LeaderboardResult, RecomputeState
+from . import sampling
 from .sampling import SamplerState
 
 
@@ -109,3 +110,13 @@ def sampler_inputs_get(*, study: Study, criterion: Criterion, generators: list[i
     state = SamplerState(n=n, counts=counts, ratings=ratings, stderr=stderr)
     _SAMPLER_CACHE[key] = (now, state)
     return state
+
+
+def pair_pick(*, study: Study, criterion: Criterion, generators: list[int], eligible, rng) -> tuple[int, int] | None:
+    """Hook for the voting code: the study's sampler picks the next pair (indices into
+    `generators`, among the `eligible` mask) from the latest stored fit; None when no pair is left."""
+    state = sampler_inputs_get(study=study, criterion=criterion, generators=generators)
+    try:
+        return sampling.pick_pair(study.sampler, state, rng, eligible=eligible)
+    except sampling.NoPairAvailable:
+        return None

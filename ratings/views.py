@@ -16,12 +16,13 @@ from rest_framework.views import APIView
 from arena import roles
 from arena.api_schema import LeaderboardSerializer, errors
 from arena.models import Annotator, Study
+from arena.services import annotator_exclusion_set
 from judging.selectors import metrics_for_board, quality_profile
 
 from . import charts
 from .models import AnnotatorQuality
 from .selectors import board_version_get, categories_get, leaderboard_get
-from .services import annotator_exclusion_set, ratings_catch_up, recompute_request
+from .services import ratings_catch_up, recompute_request
 
 
 def can_view(user, study: Study) -> bool:
