@@ -45,12 +45,12 @@ def _isolated_media(settings, tmp_path):
 def _fresh_process_caches():
     """Per-process caches keyed by ids; a rolled-back test may hand the same ids out again."""
     from arena.roles import roles_cache_clear
+    from arena.ttl_cache import caches_clear
     from arena.voting import study_index_clear
-    from ratings import selectors
 
     roles_cache_clear()
     study_index_clear()
-    selectors._SAMPLER_CACHE.clear()
+    caches_clear()
 
 
 @pytest.fixture(autouse=True)
