@@ -17,7 +17,7 @@ from django.utils import timezone
 from .models import (
     Annotator, Criterion, Flag, Generator, GoldTask, Output, Prompt, Study, Vote, VoteKind, WithdrawnOutput,
 )
-from .selectors import counted_votes
+from .selectors import counted_votes, study_outputs
 
 # --------------------------------------------------------------------------- what a study can serve
 
@@ -191,8 +191,6 @@ def gold_task_create(*, study: Study, criterion: Criterion, kind: str, output: O
 
 def study_output_thumbnails(study: Study, *, limit: int = 60) -> list[Output]:
     """Outputs of the study to pick gold tasks from, with prompt and generator (staff see originals)."""
-    from .voting import study_outputs
-
     return list(study_outputs(study).select_related("image", "prompt", "generator").order_by("prompt_id", "generator__name")[:limit])
 
 

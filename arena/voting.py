@@ -27,7 +27,7 @@ from django.utils import timezone
 from . import hooks, roles
 from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind
 from .quoting import quoted
-from .selectors import withdrawn_output_ids
+from .selectors import study_outputs, withdrawn_output_ids
 from .storage import rendition_path
 
 _coin = secrets.SystemRandom()
@@ -76,15 +76,6 @@ class StudyIndex:
 
 _INDEX: dict[tuple, StudyIndex] = {}
 INDEX_TTL_SECONDS = 10.0
-
-
-def study_outputs(study: Study):
-    qs = Output.objects.filter(generator__in=study.generators.all())
-    if study.categories:
-        qs = qs.filter(prompt__category__in=study.categories)
-    elif study.prompts.exists():
-        qs = qs.filter(prompt__in=study.prompts.all())
-    return qs
 
 
 RENDER_INLINE_MAX = 16  # a study missing more renditions than this gets them from a task

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from arena.models import Study
+from arena.selectors import study_outputs
 
 from .models import GeneratorMetric, OutputScore
 
@@ -117,7 +118,6 @@ def safety_for_board(*, study: Study) -> dict | None:
     detector agrees with annotators' "unsafe" flags on the outputs annotators were shown
     (detector unsafe = score at or above the study's threshold)."""
     from arena.models import Assignment, Flag
-    from arena.voting import study_outputs
 
     from . import metrics as M
     from .scorers.nsfw import NsfwScorer

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from arena import derived
 from arena.models import Generator, Image, Output, Study
+from arena.selectors import study_outputs
 
 from . import metrics as M
 from .models import Embedding, GeneratorMetric, OutputScore, ReferenceSet, ScoreJob
@@ -322,7 +323,6 @@ def generator_metrics_run(*, job: ScoreJob) -> None:
     """Per-generator metrics one scorer declares: means (t interval) or shares at the
     screening threshold (Wilson interval) of its per-output measures; for scorers that embed
     images, diversity and FD / CMMD against the newest reference set."""
-    from arena.voting import study_outputs
     from ratings.stats import wilson_interval
 
     from .scorers import scorer_class
@@ -445,8 +445,6 @@ def fid_run(*, job: ScoreJob) -> None:
     t0 = time.perf_counter()
     ref_mu, ref_sigma, ref_feats = _reference_inception_stats(reference, scorer, model_id)
     ref = M.prepare_reference(ref_mu, ref_sigma)
-    from arena.voting import study_outputs
-
     done = 0
     for g in study.generators.all():
         shas = list(study_outputs(study).filter(generator=g).values_list("image_id", flat=True))
