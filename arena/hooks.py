@@ -22,6 +22,7 @@ HOOKS = {
     "outputs_imported": "after an import commits, (output_ids): judging queues their scoring",
     "outputs_withheld": "(study) -> ids of outputs annotators must not see (judging's safety screen)",
     "pair_pick": "(study, criterion, generators, eligible, rng) -> (i, j) or None: ratings' pair sampler",
+    "study_jobs": "(study) -> the study's latest scoring jobs, for its overview page (judging)",
 }
 
 _registry: dict[str, Callable[..., Any]] = {}

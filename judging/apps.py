@@ -12,3 +12,4 @@ class JudgingConfig(AppConfig):
 
         hooks.register("outputs_imported", services.scoring_enqueue_outputs)
         hooks.register("outputs_withheld", screening.outputs_withheld)
+        hooks.register("study_jobs", services.jobs_of_study)

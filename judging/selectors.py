@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from arena.charts import scatter
 from arena.models import Study
 from arena.selectors import study_outputs
 
@@ -44,7 +45,6 @@ def metrics_for_board(*, study: Study, board: dict | None) -> dict | None:
     # Agreement with people is computed by the full recompute and stored with the board.
     stored_agreement = {a["metric"]: a for a in (board or {}).get("metric_agreement", [])}
     agreement, scatters = [], []
-    from ratings.charts import scatter
 
     has_votes = bool(board and board.get("generators"))
     for cls, m in declared:

@@ -520,3 +520,8 @@ def fid_enqueue(*, study_id: int, reference: ReferenceSet | None = None) -> Scor
 def jobs_recent(*, limit: int = 50):
     return ScoreJob.objects.select_related("study", "reference").order_by("-created_at")[:limit]
 
+
+
+def jobs_of_study(*, study: Study, limit: int = 10) -> list[ScoreJob]:
+    """The study's latest scoring jobs, newest first (its overview page lists them)."""
+    return list(ScoreJob.objects.filter(study=study).order_by("-id")[:limit])

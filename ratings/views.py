@@ -13,13 +13,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import roles
+from arena import charts, roles
 from arena.api_schema import LeaderboardSerializer, errors
 from arena.models import Annotator, Study
 from arena.services import annotator_exclusion_set
 from judging.selectors import metrics_for_board, quality_profile
 
-from . import charts
 from .models import AnnotatorQuality
 from .selectors import board_version_get, categories_get, leaderboard_get
 from .services import ratings_catch_up, recompute_request

@@ -61,6 +61,7 @@ def test_every_hook_arena_calls_is_registered_by_the_app_that_owns_the_work():
         "pair_pick": ratings_selectors.pair_pick,
         "outputs_imported": judging_services.scoring_enqueue_outputs,
         "outputs_withheld": screening.outputs_withheld,
+        "study_jobs": judging_services.jobs_of_study,
     }
 
 
