@@ -18,6 +18,7 @@ from .models import (
     Annotator, Criterion, Flag, Generator, GoldTask, Output, Prompt, Study, Vote, VoteKind, WithdrawnOutput,
 )
 from .selectors import counted_votes, study_outputs
+from .voting import study_index, study_index_clear
 
 # --------------------------------------------------------------------------- what a study can serve
 
@@ -177,8 +178,6 @@ def study_save(*, form, new_criterion: dict | None = None) -> Study:
     study = form.save()
     if new_criterion and new_criterion.get("name"):
         study.criteria.add(criterion_create(**new_criterion))
-    from .voting import study_index_clear
-
     transaction.on_commit(study_index_clear)
     return study
 
@@ -199,8 +198,6 @@ def study_output_thumbnails(study: Study, *, limit: int = 60) -> list[Output]:
 
 def study_preview_task(study: Study, *, seed: int) -> dict | None:
     """One task drawn as an annotator would meet it, written nowhere (no assignment, no vote)."""
-    from .voting import study_index
-
     idx = study_index(study)
     kinds = [k for k in study.vote_kinds if k in VoteKind.values]
     if not kinds or not idx.criteria or not idx.outputs:
