@@ -5,6 +5,7 @@ from django.utils.html import format_html
 from .models import (
     Annotator, Assignment, Criterion, Flag, Generator, GoldTask, Image, Output, Prompt, QuestionAnswer, Study, Upload, Vote,
 )
+from .services import annotator_exclusion_set
 
 
 @admin.register(Generator)
@@ -103,15 +104,11 @@ class AnnotatorAdmin(admin.ModelAdmin):
 
     @admin.action(description="Exclude from ratings (votes are kept)")
     def exclude_annotators(self, request, queryset):
-        from ratings.services import annotator_exclusion_set
-
         for annotator in queryset:
             annotator_exclusion_set(annotator=annotator, excluded=True, reason=f"excluded by {request.user}")
 
     @admin.action(description="Include in ratings again")
     def include_annotators(self, request, queryset):
-        from ratings.services import annotator_exclusion_set
-
         for annotator in queryset:
             annotator_exclusion_set(annotator=annotator, excluded=False)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .imports import outputs_import
 from .models import Criterion, Study
+from .services import upload_import_local
 
 SIZE = 256
 COLORS = {
@@ -154,8 +154,5 @@ def demo_load() -> Study:
     )
     study.criteria.add(*Criterion.objects.filter(slug__in=["aesthetics", "alignment"]))
     with tempfile.TemporaryDirectory() as tmp:
-        report = outputs_import(path=demo_archive(Path(tmp) / "demo.zip"), study=study)
-    from .services import outputs_imported
-
-    outputs_imported(output_ids=report.output_ids)
+        upload_import_local(path=demo_archive(Path(tmp) / "demo.zip"), study=study)
     return study

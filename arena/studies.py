@@ -17,7 +17,8 @@ from django.utils import timezone
 from .models import (
     Annotator, Criterion, Flag, Generator, GoldTask, Output, Prompt, Study, Vote, VoteKind, WithdrawnOutput,
 )
-from .selectors import counted_votes
+from .selectors import counted_votes, study_outputs
+from .voting import study_index, study_index_clear
 
 # --------------------------------------------------------------------------- what a study can serve
 
@@ -188,8 +189,6 @@ def study_save(*, form, new_criterion: dict | None = None) -> Study:
     study = form.save()
     if new_criterion and new_criterion.get("name"):
         study.criteria.add(criterion_create(**new_criterion))
-    from .voting import study_index_clear
-
     transaction.on_commit(study_index_clear)
     return study
 
@@ -202,8 +201,6 @@ def gold_task_create(*, study: Study, criterion: Criterion, kind: str, output: O
 
 def study_output_thumbnails(study: Study, *, limit: int = 60) -> list[Output]:
     """Outputs of the study to pick gold tasks from, with prompt and generator (staff see originals)."""
-    from .voting import study_outputs
-
     return list(study_outputs(study).select_related("image", "prompt", "generator").order_by("prompt_id", "generator__name")[:limit])
 
 
@@ -212,8 +209,6 @@ def study_output_thumbnails(study: Study, *, limit: int = 60) -> list[Output]:
 
 def study_preview_task(study: Study, *, seed: int) -> dict | None:
     """One task drawn as an annotator would meet it, written nowhere (no assignment, no vote)."""
-    from .voting import study_index
-
     idx = study_index(study)
     kinds = [k for k in study.vote_kinds if k in VoteKind.values]
     if not kinds or not idx.criteria or not idx.outputs:

@@ -24,10 +24,10 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from . import questions, roles, sampling
+from . import hooks, questions, roles
 from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind
 from .quoting import quoted
-from .selectors import withdrawn_output_ids
+from .selectors import study_outputs, withdrawn_output_ids
 from .storage import rendition_path
 
 _coin = secrets.SystemRandom()
@@ -80,15 +80,6 @@ _INDEX: dict[tuple, StudyIndex] = {}
 INDEX_TTL_SECONDS = 10.0
 
 
-def study_outputs(study: Study):
-    qs = Output.objects.filter(generator__in=study.generators.all())
-    if study.categories:
-        qs = qs.filter(prompt__category__in=study.categories)
-    elif study.prompts.exists():
-        qs = qs.filter(prompt__in=study.prompts.all())
-    return qs
-
-
 RENDER_INLINE_MAX = 16  # a study missing more renditions than this gets them from a task
 
 
@@ -127,10 +118,8 @@ def study_index(study: Study) -> StudyIndex:
     idx.allowed_groups = frozenset(study.allowed_groups.values_list("name", flat=True))
     outputs = study_outputs(study)
     by_image = _study_display(study, outputs)
-    # Safety screen: outputs withheld until staff release them are never served.
-    from judging.screening import outputs_withheld
-
-    withheld = outputs_withheld(study=study) | withdrawn_output_ids(study)  # and what staff withdrew
+    # Safety screen: outputs withheld until staff release them are never served, nor what staff withdrew.
+    withheld = hooks.call("outputs_withheld", study=study, default=set()) | withdrawn_output_ids(study)
     rows = []
     for oid, gid, pid, sha in outputs.values_list("id", "generator_id", "prompt_id", "image_id"):
         if sha in by_image and oid not in withheld:  # only what can be shown blind (and safely) is served
@@ -613,11 +602,13 @@ def _pick_single(*, study, annotator, criterion, kind, rng, sample: int = 40, hi
     return {"left": keys[key], "right": None, "item_key": key}
 
 
-def sampler_state(study: Study, criterion: Criterion, idx: StudyIndex) -> sampling.SamplerState:
-    """The sampler's view of the study: pair vote counts and the latest stored fit."""
-    from ratings.selectors import sampler_inputs_get
-
-    return sampler_inputs_get(study=study, criterion=criterion, generators=idx.generators)
+def _pair_uniform(*, eligible: np.ndarray, rng: np.random.Generator, **_) -> tuple[int, int] | None:
+    """Any eligible pair, uniformly: the pick when no sampler is installed."""
+    i, j = np.nonzero(np.triu(eligible | eligible.T, 1))
+    if i.size == 0:
+        return None
+    k = int(rng.integers(i.size))
+    return int(i[k]), int(j[k])
 
 
 def _pick_pairwise(*, study, annotator, criterion, rng, tries: int = 6, hidden=frozenset()) -> dict | None:
@@ -625,13 +616,13 @@ def _pick_pairwise(*, study, annotator, criterion, rng, tries: int = 6, hidden=f
     if idx.eligible is None or not idx.eligible.any():
         return None
     eligible = idx.eligible.copy()
-    state = sampler_state(study, criterion, idx)
     np_rng = np.random.default_rng(rng.getrandbits(64))
     for _ in range(tries):
-        try:
-            i, j = sampling.pick_pair(study.sampler, state, np_rng, eligible=eligible)
-        except sampling.NoPairAvailable:
+        picked = hooks.call("pair_pick", study=study, criterion=criterion, generators=idx.generators, eligible=eligible,
+                            rng=np_rng, fallback=_pair_uniform)
+        if picked is None:
             return None
+        i, j = picked
         i, j = min(i, j), max(i, j)
         ga, gb = idx.generators[i], idx.generators[j]
         keys: dict[str, tuple[int, int]] = {}
@@ -832,14 +823,7 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
 def _vote_committed(*, study_id: int, criterion_id: int) -> None:
     """After the commit: the vote is stored, so nothing here may turn its answer into an error.
     What this fails to queue, the next vote, page view or periodic sweep queues."""
-    import logging
-
-    from ratings.services import ratings_vote_committed
-
-    try:
-        ratings_vote_committed(study_id=study_id, criterion_id=criterion_id)
-    except Exception:
-        logging.getLogger(__name__).exception("after-vote hook failed for study %s", study_id)
+    hooks.call_safely("vote_committed", study_id=study_id, criterion_id=criterion_id)
 
 
 def flag_record(*, annotator: Annotator, assignment_id, side: str, reason: str, note: str = "", study: Study):

@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class JudgingConfig(AppConfig):
     name = "judging"
     verbose_name = "Judging"
+
+    def ready(self) -> None:
+        from arena import hooks
+
+        from . import screening, services
+
+        hooks.register("outputs_imported", services.scoring_enqueue_outputs)
+        hooks.register("outputs_withheld", screening.outputs_withheld)
+        hooks.register("study_jobs", services.jobs_of_study)

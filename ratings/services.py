@@ -22,15 +22,15 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from arena import derived
-from arena.models import Annotator, Generator, Study, Vote, VoteKind
+from arena.models import Generator, Study, Vote, VoteKind
 from arena.selectors import counted_votes, withdrawn_output_ids
-from arena.sampling import bt_standard_errors
 
 from . import bradley_terry as bt
 from . import board as board_rules
 from . import stats
 from .elo import elo_step
 from .quality import annotator_quality_store, pairwise_outcome
+from .sampling import bt_standard_errors
 from judging.agreement import metric_agreement_compute
 from judging.question_checks import question_checks_compute
 from judging.selectors import safety_for_board
@@ -249,44 +249,19 @@ def elo_rebuild(*, study_id: int) -> None:
         elo_apply(study_id=study_id, criterion_id=criterion_id)
 
 
-def annotator_exclusion_set(*, annotator: Annotator, excluded: bool, reason: str = "") -> None:
-    """Exclude an annotator from every rating (votes are kept), or include them again.
-
-    The Elo of each study they voted in is reset in the same transaction and requested again, so
-    a lost message cannot leave their votes counted.
-    """
-    with transaction.atomic():
-        annotator.excluded = excluded
-        annotator.excluded_reason = reason[:300] if excluded else ""
-        annotator.excluded_at = timezone.now() if excluded else None
-        annotator.save(update_fields=["excluded", "excluded_reason", "excluded_at"])
-        for study_id in Vote.objects.filter(annotator=annotator).values_list("study_id", flat=True).distinct().order_by():
-            criteria = elo_reset(study_id=study_id)
-            transaction.on_commit(lambda sid=study_id, cs=tuple(criteria): _after_exclusion(sid, cs))
+def votes_recounted(*, study_ids: list[int]) -> None:
+    """Hook: inside the transaction that excluded an annotator or withdrew an output. The Elo of
+    each study is reset there and asked for again after the commit, with the full recompute, so a
+    lost message cannot leave the left-out votes counted."""
+    for study_id in study_ids:
+        criteria = elo_reset(study_id=study_id)
+        transaction.on_commit(lambda sid=study_id, cs=tuple(criteria): _after_exclusion(sid, cs))
 
 
 def _after_exclusion(study_id: int, criteria: tuple[int, ...]) -> None:
     for criterion_id in criteria:
         elo_request(study_id=study_id, criterion_id=criterion_id)
     recompute_request(study_id=study_id, now_please=True)
-
-
-def output_withdrawal_set(*, study: Study, output, withdrawn: bool, reason: str = "", by=None) -> None:
-    """Withdraw an output from a study (its votes are kept, left out of every number), or restore it.
-
-    Like excluding an annotator: Elo is replayed and the full recompute queued after commit.
-    """
-    from arena.models import WithdrawnOutput
-
-    with transaction.atomic():
-        if withdrawn:
-            WithdrawnOutput.objects.get_or_create(study=study, output=output, defaults={"reason": reason[:300], "by": by})
-        else:
-            WithdrawnOutput.objects.filter(study=study, output=output).delete()
-        # As for an exclusion: the Elo is reset here and asked for again, so a lost message
-        # cannot leave the withdrawn output's votes counted.
-        criteria = elo_reset(study_id=study.pk)
-        transaction.on_commit(lambda sid=study.pk, cs=tuple(criteria): _after_exclusion(sid, cs))
 
 
 # --------------------------------------------------------------------------- full recompute

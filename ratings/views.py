@@ -13,15 +13,16 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import roles
+from arena import charts, roles
 from arena.api_schema import LeaderboardSerializer, errors
 from arena.models import Annotator, Study
+from arena.services import annotator_exclusion_set
+from arena.studies import studies_progress_get
 from judging.selectors import metrics_for_board, quality_profile
 
-from . import charts
 from .models import AnnotatorQuality
 from .selectors import board_version_get, categories_get, leaderboard_get
-from .services import annotator_exclusion_set, ratings_catch_up, recompute_request
+from .services import ratings_catch_up, recompute_request
 
 
 def can_view(user, study: Study) -> bool:
@@ -74,8 +75,6 @@ def leaderboard_index(request):
         return redirect_to_login(request.get_full_path())
     researcher = roles.is_researcher(request.user)
     studies = list((Study.objects.all() if researcher else Study.objects.filter(public_leaderboard=True)).order_by("name"))
-    from arena.studies import studies_progress_get
-
     rows = studies_progress_get(studies) if researcher else [{"study": s} for s in studies]
     return render(request, "ratings/index.html", {"rows": rows, "show_progress": researcher})
 

@@ -13,14 +13,13 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image as PILImage
 
-STRICT = os.environ.get("ARENA_STRICT", "").lower() in {"1", "true", "yes", "on"}
-
-
 def need(condition: bool, what: str) -> None:
     """A test that needs a service or a browser fails under ARENA_STRICT=1 and skips otherwise."""
+    from django.conf import settings
+
     if condition:
         return
-    if STRICT:
+    if settings.ARENA_STRICT:
         pytest.fail(f"{what} is required (ARENA_STRICT=1)")
     pytest.skip(f"{what} is not available")
 
@@ -46,12 +45,12 @@ def _isolated_media(settings, tmp_path):
 def _fresh_process_caches():
     """Per-process caches keyed by ids; a rolled-back test may hand the same ids out again."""
     from arena.roles import roles_cache_clear
+    from arena.ttl_cache import caches_clear
     from arena.voting import study_index_clear
-    from ratings import selectors
 
     roles_cache_clear()
     study_index_clear()
-    selectors._SAMPLER_CACHE.clear()
+    caches_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from arena.models import Assignment, Output
 from judging.models import OutputScore
-from ratings.services import annotator_exclusion_set, study_recompute
+from arena.services import annotator_exclusion_set
+from ratings.services import study_recompute
 from tests.conftest import api_client_for, client_for
 
 pytestmark = pytest.mark.django_db
