@@ -34,6 +34,10 @@ def stored(assignment_id) -> list[bool]:
                 .values_list("answer", flat=True))
 
 
+def images_loaded(page) -> None:
+    page.wait_for_function("() => [...document.querySelectorAll('#task .images img')].every(i => i.complete && i.naturalWidth)")
+
+
 def current_index(page) -> int | None:
     return page.evaluate("() => { const li = document.querySelector('#task li.qcheck.current'); return li ? +li.dataset.index : null; }")
 
@@ -43,6 +47,7 @@ def test_question_checks_answered_with_the_keyboard(live_server, browser, make_s
     page = browser.new_page(viewport=VIEWPORTS["desktop"])
     sign_in(page, live_server, annotator_user, study.slug)
     assert page.get_attribute("#task", "data-kind") == "questions"
+    images_loaded(page)
     page.screenshot(path=str(shots_dir(tmp_path) / "task-desktop-1366x768.png"))
     # Enter before every question has an answer sends nothing and says which keys work.
     page.keyboard.press("Enter")
@@ -95,6 +100,7 @@ def test_question_checks_answered_with_taps_on_a_phone_then_audited_on_the_board
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         assert not page.locator("#task kbd").first.is_visible()
         if n == 1:
+            images_loaded(page)
             page.screenshot(path=str(shots_dir(tmp_path) / "task-phone-390x844.png"), full_page=True)
         items = page.locator("#task li.qcheck")
         k = items.count()
