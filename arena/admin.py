@@ -2,7 +2,10 @@ from django.contrib import admin
 from django.db.models import Count, Q
 from django.utils.html import format_html
 
-from .models import Annotator, Assignment, Criterion, Flag, Generator, GoldTask, Image, Output, Prompt, Study, Upload, Vote
+from .models import (
+    Annotator, Assignment, Criterion, Flag, Generator, GoldTask, Image, Output, Prompt, QuestionAnswer, Study, Upload, Vote,
+)
+from .services import annotator_exclusion_set
 
 
 @admin.register(Generator)
@@ -101,15 +104,11 @@ class AnnotatorAdmin(admin.ModelAdmin):
 
     @admin.action(description="Exclude from ratings (votes are kept)")
     def exclude_annotators(self, request, queryset):
-        from ratings.services import annotator_exclusion_set
-
         for annotator in queryset:
             annotator_exclusion_set(annotator=annotator, excluded=True, reason=f"excluded by {request.user}")
 
     @admin.action(description="Include in ratings again")
     def include_annotators(self, request, queryset):
-        from ratings.services import annotator_exclusion_set
-
         for annotator in queryset:
             annotator_exclusion_set(annotator=annotator, excluded=False)
 
@@ -128,11 +127,19 @@ class AssignmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["output_left", "output_right", "annotator", "gold"]
 
 
+class QuestionAnswerInline(admin.TabularInline):
+    model = QuestionAnswer
+    extra = 0
+    can_delete = False
+    readonly_fields = ["question_index", "question", "answer"]
+
+
 @admin.register(Vote)
 class VoteAdmin(admin.ModelAdmin):
     list_display = ["id", "study", "criterion", "kind", "annotator", "score", "choice", "response_ms", "created_at"]
     list_filter = ["study", "kind", "criterion"]
     raw_id_fields = ["assignment", "output_left", "output_right", "annotator"]
+    inlines = [QuestionAnswerInline]
 
 
 @admin.register(Flag)

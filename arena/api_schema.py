@@ -41,6 +41,10 @@ class TaskSerializer(serializers.Serializer):
     images = TaskImageSerializer(many=True)
     expires_at = serializers.DateTimeField()
     answers = serializers.ListField(child=serializers.CharField(), help_text="The answers this task accepts (and skip).")
+    questions = serializers.ListField(
+        child=serializers.CharField(), help_text="Question checks: the yes/no questions to answer, index 0 first; "
+        "empty for other kinds.",
+    )
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -164,6 +168,12 @@ class LeaderboardSerializer(serializers.Serializer):
         allow_null=True, required=False,
         help_text="MLLM judges of this criterion (kept apart from human votes): each judge's own Bradley–Terry ranking next to "
         "the people's, pairwise accuracy, Cohen's κ, Spearman and Kendall with intervals, position bias, failures, tokens",
+    )
+    question_checks = serializers.DictField(
+        allow_null=True, required=False,
+        help_text="question checks: VQAScore's and each judge's yes/no answers against people's majority per question "
+        "(items, tied, answers; per source: overall, generators, categories, each with n, accuracy and its Wilson "
+        "interval, hallucinated (source yes, people no) and missed (source no, people yes) with their rates)",
     )
     elo_requested_at = serializers.DateTimeField(allow_null=True, required=False, help_text="online Elo owed since")
 

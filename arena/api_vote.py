@@ -8,7 +8,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import roles
+from . import questions, roles
 from .api_schema import NEXT_TASK_RESPONSES, VOTE_RESPONSES
 from .models import Assignment, Study
 from .voting import (
@@ -59,14 +59,21 @@ def assignment_payload(study: Study, a: Assignment) -> dict:
         "images": images,
         "expires_at": a.expires_at.isoformat(),
         "answers": {"likert": ["1", "2", "3", "4", "5"], "binary": ["good", "bad"],
-                    "pairwise": ["left", "right", "tie", "bothbad"]}[a.kind] + ["skip"],
+                    "pairwise": ["left", "right", "tie", "bothbad"], "questions": ["yes", "no"]}[a.kind] + ["skip"],
+        "questions": questions.task_questions(a.output_left) if a.kind == "questions" else [],
     }
 
 
 class VoteInputSerializer(serializers.Serializer):
     assignment = serializers.CharField(max_length=64, help_text="The id of a task served to you.")
     answer = serializers.CharField(
-        max_length=20, help_text="likert: 1-5; binary: good|bad; pairwise: left|right|tie|bothbad; or skip."
+        max_length=20, required=False, allow_blank=True, default="",
+        help_text="likert: 1-5; binary: good|bad; pairwise: left|right|tie|bothbad; or skip (question checks: skip or leave out).",
+    )
+    questions = serializers.DictField(
+        child=serializers.CharField(max_length=20, allow_blank=True), required=False, default=None, allow_null=True,
+        help_text='Question checks only: question index -> "yes" or "no", one for every question of the task, '
+        'e.g. {"0": "yes", "1": "no"}.',
     )
 
 
@@ -90,7 +97,8 @@ class VoteApi(APIView):
         annotator = annotator_for_user(request.user)
         try:
             result = vote_record(assignment_id=ser.validated_data["assignment"], annotator=annotator,
-                                 answer=ser.validated_data["answer"], study=study)
+                                 answer=ser.validated_data["answer"], study=study,
+                                 question_answers=ser.validated_data["questions"])
         except VoteError as exc:
             return Response({"detail": str(exc)}, status=exc.status)
         body = {"recorded": result.created, "skipped": result.skipped, "next": task_payload(study, annotator)}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .imports import outputs_import
 from .models import Criterion, Study
+from .services import upload_import_local
 
 SIZE = 256
 COLORS = {
@@ -146,7 +146,7 @@ def demo_load() -> Study:
                 "Judge each image by the question on screen. Use the keyboard shortcuts shown under the buttons. "
                 "If an image is disturbing or broken, flag it."
             ),
-            "vote_kinds": ["pairwise", "likert", "binary"],
+            "vote_kinds": ["pairwise", "likert", "binary", "questions"],
             "overlap_target": 3,
             "quota_per_annotator": 30,
             "reveal_after_vote": True,
@@ -154,8 +154,5 @@ def demo_load() -> Study:
     )
     study.criteria.add(*Criterion.objects.filter(slug__in=["aesthetics", "alignment"]))
     with tempfile.TemporaryDirectory() as tmp:
-        report = outputs_import(path=demo_archive(Path(tmp) / "demo.zip"), study=study)
-    from .services import outputs_imported
-
-    outputs_imported(output_ids=report.output_ids)
+        upload_import_local(path=demo_archive(Path(tmp) / "demo.zip"), study=study)
     return study

@@ -104,7 +104,10 @@ class GoldTaskForm(forms.Form):
         self.fields["criterion"].queryset = study.criteria.all()
         self.fields["output"].queryset = Output.objects.filter(pk__in=ids)
         self.fields["other_output"].queryset = Output.objects.filter(pk__in=ids)
-        self.fields["kind"].choices = [(k, dict(VoteKind.choices)[k]) for k in study.vote_kinds if k in VoteKind.values]
+        # Question checks have no single expected answer: they take no gold tasks.
+        self.fields["kind"].choices = [
+            (k, dict(VoteKind.choices)[k]) for k in study.vote_kinds if k in VoteKind.values and k != VoteKind.QUESTIONS
+        ]
 
     def clean(self):
         data = super().clean()

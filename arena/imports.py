@@ -8,23 +8,20 @@ created in one transaction. A failed import leaves no row and no file behind.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
-import re
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-import PIL.Image
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from .archives import ArchiveRejected, CheckedImage, FileSource, FolderSource, image_check, member_name_unsafe, source_open
 from .models import Generator, Image, Output, Prompt, Rendition, Study, Upload, prompt_text_sha256
 from .quoting import quoted
 from .renditions import rendition_bytes
-from .storage import image_path, image_remove, image_store, rendition_remove, rendition_store, sha256_hex
+from .storage import files_orphaned_remove, image_store, rendition_store, sha256_hex
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +29,6 @@ MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 REQUIRED_COLUMNS = ("generator", "prompt", "image")
 OPTIONAL_COLUMNS = ("seed", "category", "questions", "metadata", "text")
 ALLOWED_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
-PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_REPORTED_ERRORS = 200
 BATCH = 1000
 DEFAULT_DISPLAY_BOX = (1024, False)  # Study.display_long_side / display_square defaults
@@ -83,178 +79,31 @@ class _Row:
     target_text: str = ""
 
 
-@dataclass(slots=True)
-class _CheckedImage:
-    sha256: str
-    ext: str
-    width: int
-    height: int
-
-
 # --------------------------------------------------------------------------- sources
 
 
-class _Source:
-    """Files of an upload, addressed by their path relative to the manifest."""
-
-    manifest_name: str
-
-    def read(self, name: str) -> bytes:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def exists(self, name: str) -> bool:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def missing_reason(self, name: str) -> str:
-        return f"image file {quoted(name)} is not in the upload"
-
-    def close(self) -> None:
-        pass
-
-
-def member_name_unsafe(name: str) -> bool:
-    if name.startswith(("/", "\\")) or "\\" in name or (len(name) > 1 and name[1] == ":"):
-        return True
-    return ".." in PurePosixPath(name).parts
-
-
-class _ZipSource(_Source):
-    def __init__(self, path: Path):
-        size = path.stat().st_size
-        limit = settings.ARENA_UPLOAD_MAX_BYTES
-        if size > limit:
-            raise ImportRejected([RowError(None, f"archive is {size:,} bytes, over the limit of {limit:,} bytes (ARENA_UPLOAD_MAX_BYTES)")])
-        try:
-            self.zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise ImportRejected([RowError(None, f"{path.name} is not a valid .zip archive ({exc})")]) from None
-        infos = self.zip.infolist()
-        errors: list[RowError] = []
-        max_entries = settings.ARENA_UPLOAD_MAX_ENTRIES
-        if len(infos) > max_entries:
-            errors.append(RowError(None, f"archive has {len(infos):,} entries, over the limit of {max_entries:,} (ARENA_UPLOAD_MAX_ENTRIES)"))
-        total = sum(i.file_size for i in infos)
-        max_total = settings.ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES
-        if total > max_total:
-            errors.append(
-                RowError(None, f"archive unpacks to {total:,} bytes, over the limit of {max_total:,} bytes (ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES)")
-            )
-        unsafe = [i.filename for i in infos if member_name_unsafe(i.filename)]
-        if unsafe:
-            errors.append(
-                RowError(None, "archive has entries with absolute paths or '..': " + ", ".join(quoted(n) for n in unsafe[:10]))
-            )
-        links = [i.filename for i in infos if (i.external_attr >> 16) & 0o170000 == 0o120000]
+def _open_source(path: Path) -> FileSource:
+    """The upload's reader, pointed at the folder that holds its manifest."""
+    source = source_open(path)
+    if isinstance(source, FolderSource):
+        links = [m for m in MANIFEST_NAMES if (source.root / m).is_symlink()]
         if links:
-            errors.append(
-                RowError(None, "archive has symbolic links, which are not accepted: " + ", ".join(quoted(n) for n in links[:10]))
-            )
-        seen_names: set[str] = set()
-        doubled = []
-        for i in infos:
-            if i.filename in seen_names and i.filename not in doubled:
-                doubled.append(i.filename)
-            seen_names.add(i.filename)
-        if doubled:
-            errors.append(
-                RowError(None, "archive has more than one entry named " + ", ".join(quoted(n) for n in doubled[:10])
-                         + "; each file may appear once")
-            )
-        if errors:
-            self.zip.close()
-            raise ImportRejected(errors)
-        files = {i.filename: i for i in infos if not i.is_dir()}
-        # The manifest lies at the top, or in the archive's single top-level folder.
-        prefix = None
-        for candidate in ("",) + tuple(sorted({n.split("/", 1)[0] + "/" for n in files if "/" in n})):
-            if any(candidate + m in files for m in MANIFEST_NAMES):
-                prefix = candidate
-                break
-        if prefix is None:
-            self.zip.close()
-            raise ImportRejected([RowError(None, "no manifest.jsonl or manifest.csv at the top of the archive")])
-        self.prefix = prefix
-        self.files = files
-        self.manifest_name = next(m for m in MANIFEST_NAMES if prefix + m in files)
-        self._read_total = 0
-
-    def exists(self, name: str) -> bool:
-        return not member_name_unsafe(name) and (self.prefix + name) in self.files
-
-    def read(self, name: str) -> bytes:
-        info = self.files[self.prefix + name]
-        # Read no more than the header promises, so a lying header cannot inflate past the caps.
-        with self.zip.open(info) as fh:
-            data = fh.read(info.file_size + 1)
-        if len(data) > info.file_size:
-            raise ImportRejected([RowError(None, f"archive entry {quoted(name)} unpacks to more than its declared size")])
-        self._read_total += len(data)
-        if self._read_total > settings.ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES:
-            raise ImportRejected([RowError(None, "archive unpacks past ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES")])
-        return data
-
-    def open_manifest(self):
-        return self.zip.open(self.files[self.prefix + self.manifest_name])
-
-    def close(self) -> None:
-        self.zip.close()
-
-
-class _FolderSource(_Source):
-    def __init__(self, path: Path):
-        self.root = path.resolve()
-        links = [m for m in MANIFEST_NAMES if (self.root / m).is_symlink()]
-        if links:
-            raise ImportRejected(
-                [RowError(None, f"{links[0]} in {path} is a symbolic link; copy the file itself into the folder")]
-            )
-        names = [m for m in MANIFEST_NAMES if (self.root / m).is_file()]
+            raise ArchiveRejected([f"{links[0]} in {path} is a symbolic link; copy the file itself into the folder"])
+        names = [m for m in MANIFEST_NAMES if (source.root / m).is_file()]
         if not names:
-            raise ImportRejected([RowError(None, f"no manifest.jsonl or manifest.csv in {path}")])
-        self.manifest_name = names[0]
-
-    def _linked(self, name: str) -> bool:
-        """Whether the path, or a folder on its way, is a symbolic link."""
-        p = self.root
-        for part in PurePosixPath(name).parts:
-            p = p / part
-            if p.is_symlink():
-                return True
-        return False
-
-    def _path(self, name: str) -> Path | None:
-        if member_name_unsafe(name) or self._linked(name):
-            return None
-        p = (self.root / name).resolve()
-        return p if p.is_relative_to(self.root) and p.is_file() else None
-
-    def exists(self, name: str) -> bool:
-        return self._path(name) is not None
-
-    def missing_reason(self, name: str) -> str:
-        if not member_name_unsafe(name) and self._linked(name):
-            return f"image file {quoted(name)} is a symbolic link; copy the file itself into the folder"
-        return super().missing_reason(name)
-
-    def open_manifest(self):
-        return open(self.root / self.manifest_name, "rb")
-
-    def read(self, name: str) -> bytes:
-        p = self._path(name)
-        if p is None:
-            raise ImportRejected([RowError(None, self.missing_reason(name))])
-        size = p.stat().st_size
-        if size > settings.ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES:
-            raise ImportRejected([RowError(None, f"{name} is {size:,} bytes, over ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES")])
-        return p.read_bytes()
-
-
-def _open_source(path: Path) -> _Source:
-    if path.is_dir():
-        return _FolderSource(path)
-    if not path.exists():
-        raise ImportRejected([RowError(None, f"{path} does not exist")])
-    return _ZipSource(path)
+            raise ArchiveRejected([f"no manifest.jsonl or manifest.csv in {path}"])
+        source.manifest_name = names[0]
+        return source
+    # The manifest lies at the top, or in the archive's single top-level folder.
+    files = source.files
+    for candidate in ("",) + tuple(sorted({n.split("/", 1)[0] + "/" for n in files if "/" in n})):
+        found = [m for m in MANIFEST_NAMES if candidate + m in files]
+        if found:
+            source.prefix = candidate
+            source.manifest_name = found[0]
+            return source
+    source.close()
+    raise ArchiveRejected(["no manifest.jsonl or manifest.csv at the top of the archive"])
 
 
 # --------------------------------------------------------------------------- manifest
@@ -424,41 +273,6 @@ def _parse_row(lineno: int, rec: dict, is_csv: bool) -> _Row | list[RowError]:
 # --------------------------------------------------------------------------- images
 
 
-def image_check(name: str, data: bytes) -> _CheckedImage | str:
-    name = quoted(name)[1:-1] if len(name) > 100 else name
-    if not data:
-        return f"{name} is an empty file"
-    max_pixels = settings.ARENA_MAX_IMAGE_PIXELS
-    try:
-        with PIL.Image.open(io.BytesIO(data)) as im:
-            fmt = im.format
-            width, height = im.size
-            if fmt not in PIL_FORMATS:
-                return f"{name} is a {fmt} image; PNG, JPEG and WebP are accepted"
-            if width * height > max_pixels:
-                return (
-                    f"{name} is {width}×{height} = {width * height:,} pixels, over the limit of "
-                    f"{max_pixels:,} (ARENA_MAX_IMAGE_PIXELS); refused as a possible decompression bomb"
-                )
-            frames = getattr(im, "n_frames", 1)
-            if frames > 1:
-                return f"{name} is animated ({frames} frames); upload a still image"
-            im.load()  # decode every pixel: truncated or corrupt data fails here
-    except PIL.Image.DecompressionBombError as exc:
-        # Pillow refuses far larger canvases before we see their size; report them the same way.
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-        return (
-            f"{name} is {size}, over the limit of {max_pixels:,} (ARENA_MAX_IMAGE_PIXELS); "
-            "refused as a possible decompression bomb"
-        )
-    except PIL.UnidentifiedImageError:
-        return f"{name} is not an image (Pillow cannot identify it)"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"{name} is truncated or corrupt ({exc})"
-    return _CheckedImage(sha256_hex(data), PIL_FORMATS[fmt], width, height)
-
-
 # --------------------------------------------------------------------------- service
 
 
@@ -479,34 +293,26 @@ def outputs_import(
     (sha256, ext) of every image about to be written, before any is (a journal, so that files of
     a process killed before its commit can be found and removed).
     """
-    path = Path(path)
-    source = _open_source(path)
     try:
-        rows, images = _check_everything(source, study=study, progress=progress)
-        if before_store is not None:
-            before_store(sorted({(c.sha256, c.ext) for c in images.values()}))
-        return _store(source=source, rows=rows, images=images, study=study, upload=upload)
-    finally:
-        source.close()
-
-
-def image_files_orphaned_remove(*, files: list[tuple[str, str]]) -> int:
-    """Delete those of `files` that no stored image row refers to. Returns how many."""
-    before = sum(1 for sha, ext in files if image_path(sha, ext).exists())
-    _remove_orphans([tuple(f) for f in files])
-    return before - sum(1 for sha, ext in files if image_path(sha, ext).exists())
+        with _open_source(Path(path)) as source:
+            rows, images = _check_everything(source, study=study, progress=progress)
+            if before_store is not None:
+                before_store(sorted({(c.sha256, c.ext) for c in images.values()}))
+            return _store(source=source, rows=rows, images=images, study=study, upload=upload)
+    except ArchiveRejected as exc:
+        raise ImportRejected([RowError(None, m) for m in exc.messages]) from None
 
 
 def _check_everything(
-    source: _Source, *, study: Study | None, progress: ProgressFn | None
-) -> tuple[list[_Row], dict[str, _CheckedImage]]:
+    source: FileSource, *, study: Study | None, progress: ProgressFn | None
+) -> tuple[list[_Row], dict[str, CheckedImage]]:
     name = source.manifest_name
     is_csv = name.endswith(".csv")
     max_rows = settings.ARENA_UPLOAD_MAX_ROWS
     errors: list[RowError] = []
     rows: list[_Row] = []
     total = 0
-    with source.open_manifest() as fh:
+    with source.open(source.manifest_name) as fh:
         lines = _ManifestLines(name, fh)
         for lineno, rec in _manifest_records(name, lines):
             if isinstance(rec, dict) and "__header__" in rec:
@@ -584,7 +390,7 @@ def _check_everything(
         raise ImportRejected(errors, rows_total=total)
 
     # Every image decoded in full; only its hash and size are kept.
-    images: dict[str, _CheckedImage] = {}
+    images: dict[str, CheckedImage] = {}
     done = 0
     for row in rows:
         if row.image not in images:
@@ -617,7 +423,7 @@ def _chunks(seq: list, size: int = BATCH):
 
 
 def _store(
-    *, source: _Source, rows: list[_Row], images: dict[str, _CheckedImage], study: Study | None, upload: Upload | None
+    *, source: FileSource, rows: list[_Row], images: dict[str, CheckedImage], study: Study | None, upload: Upload | None
 ) -> ImportReport:
     report = ImportReport(rows_total=len(rows))
     written: list[tuple[str, str]] = []
@@ -704,11 +510,11 @@ def _store(
                     for chunk in _chunks(prompt_ids):
                         study.prompts.add(*chunk)
     except IntegrityError as exc:
-        _remove_orphans(written, written_renditions)
+        files_orphaned_remove(written, written_renditions)
         msg = str(exc).splitlines()[0]
         raise ImportRejected([RowError(None, f"conflicts with outputs already stored ({msg[:200]})")]) from None
     except BaseException:
-        _remove_orphans(written, written_renditions)
+        files_orphaned_remove(written, written_renditions)
         raise
     return report
 
@@ -747,17 +553,3 @@ def _store_prompts(rows: list[_Row], report: ImportReport) -> dict[str, Prompt]:
         if changed:
             p.save(update_fields=changed)
     return prompts
-
-
-def _remove_orphans(written: list[tuple[str, str]], renditions: list[str] = ()) -> None:
-    """After a rollback, delete files this import wrote that no stored row refers to."""
-    if written:
-        kept = set(Image.objects.filter(sha256__in=[s for s, _ in written]).values_list("sha256", flat=True))
-        for sha, ext in written:
-            if sha not in kept:
-                image_remove(sha256=sha, ext=ext)
-    if renditions:
-        kept = set(Rendition.objects.filter(sha256__in=list(renditions)).values_list("sha256", flat=True))
-        for sha in renditions:
-            if sha not in kept:
-                rendition_remove(sha256=sha)

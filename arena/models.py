@@ -232,6 +232,8 @@ class Criterion(models.Model):
         return self.name
 
     def question(self, kind: str) -> str:
+        if kind == VoteKind.QUESTIONS:  # the questions come from the prompt, not the criterion
+            return "Does the image show what each question asks? Answer every question."
         return {
             VoteKind.LIKERT: self.likert_question,
             VoteKind.BINARY: self.binary_question,
@@ -243,6 +245,7 @@ class VoteKind(models.TextChoices):
     LIKERT = "likert", "Rating 1–5"
     BINARY = "binary", "Good / bad"
     PAIRWISE = "pairwise", "Pairwise"
+    QUESTIONS = "questions", "Question checks"
 
 
 def _pseudonym() -> str:
@@ -271,7 +274,7 @@ class Study(models.Model):
     categories = models.JSONField(
         default=list, blank=True, help_text="Prompt categories in the study (empty: the prompts listed, or all)."
     )
-    vote_kinds = models.JSONField(default=list, help_text='Enabled vote kinds: any of "likert", "binary", "pairwise".')
+    vote_kinds = models.JSONField(default=list, help_text='Enabled vote kinds: any of "likert", "binary", "pairwise", "questions".')
     criteria = models.ManyToManyField(Criterion, related_name="studies")
     overlap_target = models.PositiveSmallIntegerField(
         default=3, help_text="Distinct annotators per item: an item is served to at most this many."
@@ -431,6 +434,12 @@ class GoldTask(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        constraints = [
+            # A question check has no single expected answer.
+            models.CheckConstraint(condition=~Q(kind="questions"), name="gold_task_not_question_check"),
+        ]
+
     def __str__(self) -> str:
         return f"gold {self.pk} ({self.kind})"
 
@@ -488,7 +497,9 @@ class Vote(models.Model):
     generator_left = models.ForeignKey(Generator, on_delete=models.CASCADE, related_name="+")
     generator_right = models.ForeignKey(Generator, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     prompt_category = models.CharField(max_length=100, blank=True, help_text="The prompt's category when the vote was cast.")
-    score = models.SmallIntegerField(null=True, blank=True, help_text="likert: 1-5; binary: 1 good, 0 bad.")
+    score = models.SmallIntegerField(
+        null=True, blank=True, help_text="likert: 1-5; binary: 1 good, 0 bad; questions: empty (answers in QuestionAnswer)."
+    )
     choice = models.CharField(max_length=8, choices=Choice.choices, blank=True, help_text="pairwise only.")
     response_ms = models.PositiveIntegerField()
     is_gold = models.BooleanField(default=False)
@@ -507,6 +518,7 @@ class Vote(models.Model):
                     Q(kind="likert", score__gte=1, score__lte=5, choice="")
                     | Q(kind="binary", score__in=[0, 1], choice="")
                     | Q(kind="pairwise", score__isnull=True, choice__in=["left", "right", "tie", "bothbad"])
+                    | Q(kind="questions", score__isnull=True, choice="")
                 ),
                 name="vote_answer_matches_kind",
             ),
@@ -518,6 +530,25 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"vote {self.pk}"
+
+
+class QuestionAnswer(models.Model):
+    """One yes/no answer of a question-check vote: question `question_index` of the prompt's
+    questions, as the annotator was shown it (`question`)."""
+
+    vote = models.ForeignKey(Vote, on_delete=models.CASCADE, related_name="question_answers")
+    question_index = models.PositiveSmallIntegerField()
+    question = models.TextField(help_text="The question as it was shown.")
+    answer = models.BooleanField(help_text="True: yes, False: no.")
+
+    class Meta:
+        ordering = ["vote", "question_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["vote", "question_index"], name="question_answer_once_per_vote"),
+        ]
+
+    def __str__(self) -> str:
+        return f"vote {self.vote_id} question {self.question_index}: {'yes' if self.answer else 'no'}"
 
 
 class Flag(models.Model):

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from .models import Image, Output, Rendition, Study
+from .selectors import study_outputs
 from .storage import image_path, rendition_remove, rendition_store, sha256_hex
 
 logger = logging.getLogger(__name__)
@@ -113,8 +114,6 @@ def rendition_make(*, image: Image, long_side: int, square: bool, data: bytes | 
 def study_images_missing_renditions(study: Study, outputs=None):
     """Images of the study's outputs that have no rendition for the study's box yet."""
     if outputs is None:
-        from .voting import study_outputs
-
         outputs = study_outputs(study)
     have = Rendition.objects.filter(long_side=study.display_long_side, square=study.display_square).values("source_id")
     return Image.objects.filter(pk__in=outputs.values("image_id")).exclude(pk__in=have)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from .models import Study, WithdrawnOutput
+from .models import Output, Study, WithdrawnOutput
+
+
+def study_outputs(study: Study):
+    """The outputs a study draws from: its generators' outputs for its prompts (or prompt categories)."""
+    qs = Output.objects.filter(generator__in=study.generators.all())
+    if study.categories:
+        qs = qs.filter(prompt__category__in=study.categories)
+    elif study.prompts.exists():
+        qs = qs.filter(prompt__in=study.prompts.all())
+    return qs
 
 
 def withdrawn_output_ids(study: Study | int) -> frozenset[int]:

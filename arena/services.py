@@ -12,10 +12,11 @@ from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from . import derived
-from .imports import MAX_REPORTED_ERRORS, ImportRejected, RowError, image_files_orphaned_remove, outputs_import
-from .models import Study, Upload
+from . import derived, hooks
+from .imports import MAX_REPORTED_ERRORS, ImportRejected, RowError, outputs_import
+from .models import Annotator, Output, Study, Upload, Vote, WithdrawnOutput
 from .renditions import rendition_files_orphaned_remove
+from .storage import files_orphaned_remove
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def upload_takeover(*, upload_id: int, force: bool = False) -> bool:
     with transaction.atomic():
         if not Upload.objects.filter(pk=upload_id, **lookup).update(status=Upload.Status.PENDING, heartbeat_at=None):
             return False
-        removed = image_files_orphaned_remove(files=upload.files_planned or [])
+        removed = files_orphaned_remove([tuple(f) for f in upload.files_planned or []])
         # Renditions of the dead run: unreferenced files written before its heartbeat stopped and
         # before every import still running began (so no live import's files are touched).
         running = Upload.objects.filter(status=Upload.Status.RUNNING).exclude(pk=upload_id).aggregate(m=Min("started_at"))["m"]
@@ -136,27 +137,52 @@ def upload_run(*, upload_id: int) -> Upload | None:
         logger.exception("upload %s failed", upload_id)
         _finish_failed(upload, [RowError(None, f"internal error: {exc}")], 0)
     else:
-        upload.status = Upload.Status.DONE
-        upload.rows_total = report.rows_total
-        upload.rows_checked = report.rows_total
-        upload.rows_imported = report.rows_imported
-        upload.rows_existing = report.rows_existing
-        upload.rows_rejected = 0
-        upload.errors = []
-        upload.message = upload_summary(report)
-        upload.finished_at = timezone.now()
-        upload.archive = ""
-        upload.files_planned = []
-        upload.save(
-            update_fields=[
-                "status", "rows_total", "rows_checked", "rows_imported", "rows_existing",
-                "rows_rejected", "errors", "message", "finished_at", "archive", "files_planned",
-            ]
-        )
+        _finish_done(upload, report)
         outputs_imported(output_ids=report.output_ids)
     finally:
         archive.unlink(missing_ok=True)
     return upload
+
+
+def upload_import_local(*, path: Path, study: Study | None = None, user=None, progress=None) -> Upload:
+    """Import a .zip or folder on this machine now (`manage.py import_outputs`).
+
+    The same import and the same record as an uploaded archive: the upload row, its outputs and
+    their link are written in one transaction, so a rejected import (ImportRejected is raised)
+    leaves nothing behind, not even the upload row."""
+    path = Path(path)
+    with transaction.atomic():
+        upload = Upload.objects.create(
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            study=study,
+            source_name=path.name[:255],
+            status=Upload.Status.RUNNING,
+            started_at=timezone.now(),
+        )
+        report = outputs_import(path=path, study=study, upload=upload, progress=progress)
+        _finish_done(upload, report)
+    outputs_imported(output_ids=report.output_ids)
+    return upload
+
+
+def _finish_done(upload: Upload, report) -> None:
+    upload.status = Upload.Status.DONE
+    upload.rows_total = report.rows_total
+    upload.rows_checked = report.rows_total
+    upload.rows_imported = report.rows_imported
+    upload.rows_existing = report.rows_existing
+    upload.rows_rejected = 0
+    upload.errors = []
+    upload.message = upload_summary(report)
+    upload.finished_at = timezone.now()
+    upload.archive = ""
+    upload.files_planned = []
+    upload.save(
+        update_fields=[
+            "status", "rows_total", "rows_checked", "rows_imported", "rows_existing",
+            "rows_rejected", "errors", "message", "finished_at", "archive", "files_planned",
+        ]
+    )
 
 
 def upload_summary(report) -> str:
@@ -186,9 +212,37 @@ def _finish_failed(upload: Upload, errors: list[RowError], rows_total: int) -> N
 
 
 def outputs_imported(*, output_ids: list[int]) -> None:
-    """New outputs are scored automatically (queued on the GPU queue after commit)."""
-    if not output_ids:
-        return
-    from judging.services import scoring_enqueue_outputs
+    """New outputs are scored automatically (queued after commit by the scoring app)."""
+    if output_ids:
+        hooks.call("outputs_imported", output_ids=output_ids)
 
-    scoring_enqueue_outputs(output_ids=output_ids)
+
+# --------------------------------------------------------------------------- exclusions
+
+
+def annotator_exclusion_set(*, annotator: Annotator, excluded: bool, reason: str = "") -> None:
+    """Exclude an annotator from every rating (votes are kept), or include them again.
+
+    The ratings of each study they voted in are recounted from the same transaction (the Elo is
+    reset there and asked for again), so a lost message cannot leave their votes counted.
+    """
+    with transaction.atomic():
+        annotator.excluded = excluded
+        annotator.excluded_reason = reason[:300] if excluded else ""
+        annotator.excluded_at = timezone.now() if excluded else None
+        annotator.save(update_fields=["excluded", "excluded_reason", "excluded_at"])
+        study_ids = list(Vote.objects.filter(annotator=annotator).values_list("study_id", flat=True).distinct().order_by())
+        hooks.call("votes_recounted", study_ids=study_ids)
+
+
+def output_withdrawal_set(*, study: Study, output: Output, withdrawn: bool, reason: str = "", by=None) -> None:
+    """Withdraw an output from a study (its votes are kept, left out of every number), or restore it.
+
+    Like excluding an annotator: the study's ratings are recounted from the same transaction.
+    """
+    with transaction.atomic():
+        if withdrawn:
+            WithdrawnOutput.objects.get_or_create(study=study, output=output, defaults={"reason": reason[:300], "by": by})
+        else:
+            WithdrawnOutput.objects.filter(study=study, output=output).delete()
+        hooks.call("votes_recounted", study_ids=[study.pk])

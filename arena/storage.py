@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from .models import image_relative_path, rendition_relative_path
+from .models import Image, Rendition, image_relative_path, rendition_relative_path
 
 
 def sha256_hex(data: bytes) -> str:
@@ -56,3 +56,24 @@ def rendition_store(*, data: bytes, sha256: str) -> bool:
 
 def rendition_remove(*, sha256: str) -> None:
     rendition_path(sha256).unlink(missing_ok=True)
+
+
+def files_orphaned_remove(images: list[tuple[str, str]], renditions: list[str] = ()) -> int:
+    """Delete those of the given files (originals as (sha256, ext), renditions by sha256) that no
+    stored row refers to: what a rolled-back or killed import wrote. Returns how many were removed."""
+    removed = 0
+    if images:
+        kept = set(Image.objects.filter(sha256__in=[s for s, _ in images]).values_list("sha256", flat=True))
+        for sha, ext in images:
+            path = image_path(sha, ext)
+            if sha not in kept and path.exists():
+                path.unlink(missing_ok=True)
+                removed += 1
+    if renditions:
+        kept = set(Rendition.objects.filter(sha256__in=list(renditions)).values_list("sha256", flat=True))
+        for sha in renditions:
+            path = rendition_path(sha)
+            if sha not in kept and path.exists():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed

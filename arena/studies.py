@@ -17,7 +17,8 @@ from django.utils import timezone
 from .models import (
     Annotator, Criterion, Flag, Generator, GoldTask, Output, Prompt, Study, Vote, VoteKind, WithdrawnOutput,
 )
-from .selectors import counted_votes
+from .selectors import counted_votes, study_outputs
+from .voting import study_index, study_index_clear
 
 # --------------------------------------------------------------------------- what a study can serve
 
@@ -34,6 +35,7 @@ class StudyCapacity:
     generators: int = 0
     prompts: int = 0
     pairs: int = 0
+    with_questions: int = 0  # outputs whose prompt has yes/no questions
     kinds: list[str] = field(default_factory=list)
     criteria: list[str] = field(default_factory=list)
     per_kind: dict[str, int] = field(default_factory=dict)  # items per criterion of each kind
@@ -48,7 +50,9 @@ class StudyCapacity:
     def rows(self) -> list[tuple[str, str, int]]:
         """(kind label, criterion, items) for every kind and criterion of the study."""
         labels = dict(VoteKind.choices)
-        return [(labels[k], c, self.per_kind[k]) for k in self.kinds for c in self.criteria]
+        # Question checks ask the prompt's questions once per output, whatever the criteria.
+        return [(labels[k], c, self.per_kind[k]) for k in self.kinds
+                for c in (self.criteria[:1] and ["all criteria"] if k == VoteKind.QUESTIONS else self.criteria)]
 
     @property
     def items_total(self) -> int:
@@ -94,7 +98,9 @@ def study_capacity_get(
     cap.generators = qs.values("generator_id").distinct().count()
     # Pairs of outputs of two different generators for one prompt: ((sum n)^2 - sum n^2) / 2.
     cap.pairs = sum((sum(ns) ** 2 - sum(n * n for n in ns)) // 2 for ns in per_prompt.values())
-    cap.per_kind = {VoteKind.LIKERT: cap.outputs, VoteKind.BINARY: cap.outputs, VoteKind.PAIRWISE: cap.pairs}
+    cap.with_questions = qs.exclude(prompt__questions=[]).count() if VoteKind.QUESTIONS in cap.kinds else 0
+    cap.per_kind = {VoteKind.LIKERT: cap.outputs, VoteKind.BINARY: cap.outputs, VoteKind.PAIRWISE: cap.pairs,
+                    VoteKind.QUESTIONS: cap.with_questions}
 
     if not cap.kinds:
         cap.errors["vote_kinds"] = "Pick at least one vote kind."
@@ -105,6 +111,11 @@ def study_capacity_get(
     elif VoteKind.PAIRWISE in cap.kinds and not cap.pairs:
         cap.errors["vote_kinds"] = (
             "Pairwise needs two generators answering the same prompt; the generators and categories picked have none."
+        )
+    elif VoteKind.QUESTIONS in cap.kinds and not cap.with_questions:
+        cap.errors["vote_kinds"] = (
+            "Question checks need prompts with yes/no questions (manifest column 'questions'); "
+            "the generators and categories picked have none."
         )
     if cap.kinds and cap.criteria and cap.outputs and cap.quota > cap.tasks_per_annotator:
         parts = ", ".join(f"{n} {label.lower()} for {c}" for label, c, n in cap.rows)
@@ -121,7 +132,8 @@ def study_capacity_get(
             f"{cap.overlap}: an item goes to at most {cap.overlap} annotators."
         )
     if cap.calibration_items and cap.kinds and cap.outputs:
-        short = [(dict(VoteKind.choices)[k], cap.per_kind[k]) for k in cap.kinds if cap.per_kind[k] < cap.calibration_items]
+        short = [(dict(VoteKind.choices)[k], cap.per_kind[k]) for k in cap.kinds
+                 if k != VoteKind.QUESTIONS and cap.per_kind[k] < cap.calibration_items]
         if short:
             label, n = short[0]
             cap.errors["calibration_items"] = (
@@ -177,8 +189,6 @@ def study_save(*, form, new_criterion: dict | None = None) -> Study:
     study = form.save()
     if new_criterion and new_criterion.get("name"):
         study.criteria.add(criterion_create(**new_criterion))
-    from .voting import study_index_clear
-
     transaction.on_commit(study_index_clear)
     return study
 
@@ -191,8 +201,6 @@ def gold_task_create(*, study: Study, criterion: Criterion, kind: str, output: O
 
 def study_output_thumbnails(study: Study, *, limit: int = 60) -> list[Output]:
     """Outputs of the study to pick gold tasks from, with prompt and generator (staff see originals)."""
-    from .voting import study_outputs
-
     return list(study_outputs(study).select_related("image", "prompt", "generator").order_by("prompt_id", "generator__name")[:limit])
 
 
@@ -201,8 +209,6 @@ def study_output_thumbnails(study: Study, *, limit: int = 60) -> list[Output]:
 
 def study_preview_task(study: Study, *, seed: int) -> dict | None:
     """One task drawn as an annotator would meet it, written nowhere (no assignment, no vote)."""
-    from .voting import study_index
-
     idx = study_index(study)
     kinds = [k for k in study.vote_kinds if k in VoteKind.values]
     if not kinds or not idx.criteria or not idx.outputs:
@@ -217,16 +223,17 @@ def study_preview_task(study: Study, *, seed: int) -> dict | None:
         rng.shuffle(oids)
         sides = ("left", "right")
     else:
-        if kind == VoteKind.PAIRWISE:
-            kind = next((k for k in kinds if k != VoteKind.PAIRWISE), None)
+        if kind == VoteKind.PAIRWISE or (kind == VoteKind.QUESTIONS and not idx.question_outputs):
+            kind = next((k for k in kinds if k not in (VoteKind.PAIRWISE, VoteKind.QUESTIONS)), None)
             if kind is None:
                 return None
-        oids = [rng.choice(sorted(idx.outputs))]
+        oids = [rng.choice(sorted(idx.question_outputs if kind == VoteKind.QUESTIONS else idx.outputs))]
         sides = ("single",)
-    prompt = Prompt.objects.filter(outputs__id=oids[0]).values_list("text", flat=True).first()
+    prompt, questions = Prompt.objects.filter(outputs__id=oids[0]).values_list("text", "questions").first()
     images = [{"side": s, "url": idx.display[o][0], "width": idx.display[o][1], "height": idx.display[o][2]}
               for s, o in zip(sides, oids)]
-    return {"kind": kind, "criterion": criterion, "question": criterion.question(kind), "prompt": prompt, "images": images}
+    return {"kind": kind, "criterion": criterion, "question": criterion.question(kind), "prompt": prompt, "images": images,
+            "questions": questions if kind == VoteKind.QUESTIONS else []}
 
 
 # --------------------------------------------------------------------------- overview

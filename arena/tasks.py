@@ -1,6 +1,8 @@
 from celery import shared_task
 
 from . import services
+from .models import Study
+from .renditions import renditions_make_for_study
 
 
 @shared_task(name="arena.upload_import", acks_late=True)
@@ -10,9 +12,6 @@ def upload_import_task(upload_id: int) -> None:
 
 @shared_task(name="arena.study_renditions", acks_late=True)
 def study_renditions_task(study_id: int) -> None:
-    from .models import Study
-    from .renditions import renditions_make_for_study
-
     study = Study.objects.filter(pk=study_id).first()
     if study is not None:
         renditions_make_for_study(study=study)

@@ -9,9 +9,10 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import roles
+from . import charts, hooks, roles
 from .forms import GoldTaskForm, StudySetupForm, WithdrawForm
 from .models import Output, Study, WithdrawnOutput
+from .services import output_withdrawal_set
 from .studies import (
     flags_for_review, gold_task_create, study_capacity_of, study_output_thumbnails, study_overview_get, study_preview_task,
     study_save,
@@ -97,11 +98,8 @@ def study_overview(request, slug: str):
     if refused:
         return refused
     study = get_object_or_404(Study, slug=slug)
-    from judging.models import ScoreJob
-    from ratings import charts
-
     overview = study_overview_get(study=study)
-    jobs = ScoreJob.objects.filter(study=study).order_by("-id")[:10]
+    jobs = hooks.call("study_jobs", study=study, default=[])
     return render(request, "arena/study_overview.html", {
         "study": study, "o": overview, "chart": charts.votes_over_time_chart(
             overview["series"], bucket_seconds=3600.0 if overview["series_unit"] == "hour" else 86400.0), "jobs": jobs,
@@ -127,8 +125,6 @@ def flags_review(request, slug: str):
 @roles.staff_required
 @require_POST
 def output_withdraw(request, slug: str, pk: int):
-    from ratings.services import output_withdrawal_set
-
     study = get_object_or_404(Study, slug=slug)
     output = get_object_or_404(Output, pk=pk)
     form = WithdrawForm(request.POST)

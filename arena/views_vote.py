@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import roles
+from . import questions, roles
 from .accounts import client_address, keyed_hash
 from .authentication import ExpiringTokenAuthentication
 from .models import Annotator, Assignment, Study, Vote
@@ -71,6 +71,7 @@ KEYS = {
     "likert": "1–5 to rate, S to skip",
     "binary": "G good, B bad, S skip",
     "pairwise": "← left better, → right better, T tie, B both bad, S skip",
+    "questions": "Y yes, N no (then the next question), ↑ ↓ move, Enter send, S skip",
 }
 
 
@@ -103,6 +104,7 @@ def _task_context(study: Study, annotator: Annotator) -> dict:
         "completion_code": completion.code if completion.code_kind == "completion" else "",
         "crowd": bool(annotator.external_id),
         "likert_range": ["1", "2", "3", "4", "5"],
+        "questions": questions.task_questions(current.output_left) if current and current.kind == "questions" else [],
     }
 
 
@@ -153,7 +155,7 @@ def vote_answer(request, slug: str):
     try:
         result = vote_record(
             assignment_id=request.POST.get("assignment", ""), annotator=annotator, answer=request.POST.get("answer", ""),
-            study=study,
+            study=study, question_answers=questions.answers_from_form(request.POST),
         )
     except VoteError as exc:
         # The refusal is shown above the task that takes its place (the whole page without htmx).

@@ -24,10 +24,10 @@ from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from . import roles, sampling
+from . import hooks, questions, roles
 from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind
 from .quoting import quoted
-from .selectors import withdrawn_output_ids
+from .selectors import study_outputs, withdrawn_output_ids
 from .storage import rendition_path
 
 _coin = secrets.SystemRandom()
@@ -71,20 +71,13 @@ class StudyIndex:
     allowed_groups: frozenset[str] = frozenset()
     # The calibration set: (kind, criterion id, item key, left output, right output), in serving order.
     calibration: list[tuple[str, int, str, int, int | None]] = field(default_factory=list)
+    # outputs whose prompt has yes/no questions: the only ones served as question checks
+    question_outputs: frozenset[int] = frozenset()
     built_at: float = 0.0
 
 
 _INDEX: dict[tuple, StudyIndex] = {}
 INDEX_TTL_SECONDS = 10.0
-
-
-def study_outputs(study: Study):
-    qs = Output.objects.filter(generator__in=study.generators.all())
-    if study.categories:
-        qs = qs.filter(prompt__category__in=study.categories)
-    elif study.prompts.exists():
-        qs = qs.filter(prompt__in=study.prompts.all())
-    return qs
 
 
 RENDER_INLINE_MAX = 16  # a study missing more renditions than this gets them from a task
@@ -125,10 +118,8 @@ def study_index(study: Study) -> StudyIndex:
     idx.allowed_groups = frozenset(study.allowed_groups.values_list("name", flat=True))
     outputs = study_outputs(study)
     by_image = _study_display(study, outputs)
-    # Safety screen: outputs withheld until staff release them are never served.
-    from judging.screening import outputs_withheld
-
-    withheld = outputs_withheld(study=study) | withdrawn_output_ids(study)  # and what staff withdrew
+    # Safety screen: outputs withheld until staff release them are never served, nor what staff withdrew.
+    withheld = hooks.call("outputs_withheld", study=study, default=set()) | withdrawn_output_ids(study)
     rows = []
     for oid, gid, pid, sha in outputs.values_list("id", "generator_id", "prompt_id", "image_id"):
         if sha in by_image and oid not in withheld:  # only what can be shown blind (and safely) is served
@@ -138,6 +129,7 @@ def study_index(study: Study) -> StudyIndex:
         idx.output_generator[oid] = gid
         idx.by_gen_prompt.setdefault((gid, pid), []).append(oid)
     idx.outputs = list(idx.output_generator)
+    idx.question_outputs = questions.question_outputs(outputs) & idx.output_generator.keys()
     idx.generators = sorted({gid for _, gid, _ in rows})
     prompts_of: dict[int, set[int]] = {}
     for gid, pid in idx.by_gen_prompt:
@@ -165,7 +157,7 @@ def _calibration_set(study: Study, idx: StudyIndex) -> list[tuple[str, int, str,
     if not per or not idx.outputs:
         return []
     items = []
-    for kind in [k for k in study.vote_kinds if k in VoteKind.values]:
+    for kind in [k for k in study.vote_kinds if k in VoteKind.values and k != VoteKind.QUESTIONS]:
         for criterion in idx.criteria:
             rng = random.Random(f"calibration:{study.pk}:{kind}:{criterion.pk}")
             if kind == VoteKind.PAIRWISE:
@@ -439,7 +431,9 @@ def _revealed_outputs(study: Study, annotator: Annotator) -> set[int]:
 def block_order(study: Study, annotator: Annotator) -> list[tuple[str, Criterion]]:
     """The (vote kind, criterion) blocks in the order this annotator meets them (fixed per annotator)."""
     kinds = [k for k in study.vote_kinds if k in VoteKind.values]
-    combos = [(k, c) for k in kinds for c in study_index(study).criteria]
+    criteria = study_index(study).criteria
+    # Question checks ask the prompt's questions, whatever the criterion: one block of them.
+    combos = [(k, c) for k in kinds for c in (criteria[:1] if k == VoteKind.QUESTIONS else criteria)]
     random.Random(f"blocks:{study.pk}:{annotator.pk}").shuffle(combos)
     return combos
 
@@ -583,27 +577,38 @@ def _fewest_first(study: Study, annotator: Annotator, keys: list[str], rng: rand
 
 
 def _pick_single(*, study, annotator, criterion, kind, rng, sample: int = 40, hidden=frozenset()) -> dict | None:
-    outputs = study_index(study).outputs
+    idx = study_index(study)
+    outputs = idx.outputs
+
+    def key_of(oid: int) -> str:
+        return f"{kind}:{criterion.pk}:{oid}"
+
+    if kind == VoteKind.QUESTIONS:  # outputs with questions, under the study's first criterion only
+        if criterion.pk != idx.criteria[0].pk:
+            return None
+        outputs, key_of = [o for o in outputs if o in idx.question_outputs], questions.item_key
     if hidden:
         outputs = [o for o in outputs if o not in hidden]
     if not outputs:
         return None
     candidates = rng.sample(outputs, min(sample, len(outputs)))
-    keys = {f"{kind}:{criterion.pk}:{oid}": oid for oid in candidates}
+    keys = {key_of(oid): oid for oid in candidates}
     key = _fewest_first(study, annotator, list(keys), rng)
     if key is None and len(outputs) > sample:
-        keys = {f"{kind}:{criterion.pk}:{oid}": oid for oid in outputs}
+        keys = {key_of(oid): oid for oid in outputs}
         key = _fewest_first(study, annotator, list(keys), rng)
     if key is None:
         return None
     return {"left": keys[key], "right": None, "item_key": key}
 
 
-def sampler_state(study: Study, criterion: Criterion, idx: StudyIndex) -> sampling.SamplerState:
-    """The sampler's view of the study: pair vote counts and the latest stored fit."""
-    from ratings.selectors import sampler_inputs_get
-
-    return sampler_inputs_get(study=study, criterion=criterion, generators=idx.generators)
+def _pair_uniform(*, eligible: np.ndarray, rng: np.random.Generator, **_) -> tuple[int, int] | None:
+    """Any eligible pair, uniformly: the pick when no sampler is installed."""
+    i, j = np.nonzero(np.triu(eligible | eligible.T, 1))
+    if i.size == 0:
+        return None
+    k = int(rng.integers(i.size))
+    return int(i[k]), int(j[k])
 
 
 def _pick_pairwise(*, study, annotator, criterion, rng, tries: int = 6, hidden=frozenset()) -> dict | None:
@@ -611,13 +616,13 @@ def _pick_pairwise(*, study, annotator, criterion, rng, tries: int = 6, hidden=f
     if idx.eligible is None or not idx.eligible.any():
         return None
     eligible = idx.eligible.copy()
-    state = sampler_state(study, criterion, idx)
     np_rng = np.random.default_rng(rng.getrandbits(64))
     for _ in range(tries):
-        try:
-            i, j = sampling.pick_pair(study.sampler, state, np_rng, eligible=eligible)
-        except sampling.NoPairAvailable:
+        picked = hooks.call("pair_pick", study=study, criterion=criterion, generators=idx.generators, eligible=eligible,
+                            rng=np_rng, fallback=_pair_uniform)
+        if picked is None:
             return None
+        i, j = picked
         i, j = min(i, j), max(i, j)
         ga, gb = idx.generators[i], idx.generators[j]
         keys: dict[str, tuple[int, int]] = {}
@@ -711,6 +716,18 @@ def _gold_correct(gold: GoldTask, a: Assignment, score: int | None, choice: str)
     return chosen == better
 
 
+def _parse_questions(a: Assignment, given) -> list[bool]:
+    """The answers of a question check (one per question of the prompt), or VoteError naming the question."""
+    if a.kind != VoteKind.QUESTIONS:
+        if given is not None:
+            raise VoteError(f"this is a {a.kind} task: answers to questions are taken only by question checks")
+        return []
+    try:
+        return questions.answers_parse(questions.task_questions(a.output_left), given)
+    except questions.AnswerError as exc:
+        raise VoteError(str(exc)) from None
+
+
 def _assignment_uuid(value) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
@@ -718,8 +735,11 @@ def _assignment_uuid(value) -> uuid.UUID:
         raise VoteError("no such task was served to you", status=404) from None
 
 
-def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Study) -> VoteResult:
+def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Study, question_answers=None) -> VoteResult:
     """Record the answer to one served assignment of this study, exactly once.
+
+    A question check takes `question_answers` (question index -> "yes"/"no", see
+    arena.questions) instead of an answer; "skip" skips it as any task.
 
     Resubmitting the same answer (double click, network retry) stores nothing and
     succeeds; a different answer to an answered assignment is refused (409), and so is
@@ -743,6 +763,10 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
             if answer == SKIP and a.skipped:
                 return VoteResult(vote=None, created=False, skipped=True)
             if existing is not None and answer != SKIP:
+                if a.kind == VoteKind.QUESTIONS:
+                    if _parse_questions(a, question_answers) == questions.answers_of(existing):
+                        return VoteResult(vote=existing, created=False)
+                    raise VoteError("this task was already answered", status=409)
                 score, choice = _parse_answer(a.kind, answer)
                 if existing.score == score and existing.choice == choice:
                     return VoteResult(vote=existing, created=False)
@@ -757,7 +781,8 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
             a.skipped = True
             a.save(update_fields=["answered_at", "skipped"])
             return VoteResult(vote=None, created=False, skipped=True)
-        score, choice = _parse_answer(a.kind, answer)
+        answers = _parse_questions(a, question_answers)
+        score, choice = (None, "") if a.kind == VoteKind.QUESTIONS else _parse_answer(a.kind, answer)
         if annotator_done_count(study=a.study, annotator=annotator) >= a.study.quota_per_annotator:
             raise VoteError(f"you have already given this study's {a.study.quota_per_annotator} votes", status=403)
         a.answered_at = now
@@ -781,6 +806,8 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
             is_gold=a.gold_id is not None,
             gold_correct=_gold_correct(a.gold, a, score, choice) if a.gold_id else None,
         )
+        if answers:
+            questions.answers_store(vote=vote, questions=questions.task_questions(a.output_left), answers=answers)
         if a.study.reveal_after_vote:
             # The generators are shown next: tasks already reserved with these images are withdrawn.
             shown = [o for o in (a.output_left_id, a.output_right_id) if o is not None]
@@ -796,14 +823,7 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
 def _vote_committed(*, study_id: int, criterion_id: int) -> None:
     """After the commit: the vote is stored, so nothing here may turn its answer into an error.
     What this fails to queue, the next vote, page view or periodic sweep queues."""
-    import logging
-
-    from ratings.services import ratings_vote_committed
-
-    try:
-        ratings_vote_committed(study_id=study_id, criterion_id=criterion_id)
-    except Exception:
-        logging.getLogger(__name__).exception("after-vote hook failed for study %s", study_id)
+    hooks.call_safely("vote_committed", study_id=study_id, criterion_id=criterion_id)
 
 
 def flag_record(*, annotator: Annotator, assignment_id, side: str, reason: str, note: str = "", study: Study):

@@ -1,7 +1,7 @@
 """Votes the pair samplers need to rank 20 simulated generators, and the time of one pick.
 
 Simulation: 20 generators with true Elo ratings evenly spread over ``--span`` points (index
-order shuffled). Each vote goes through ``arena.sampling.pick_pair``; the server puts either
+order shuffled). Each vote goes through ``ratings.sampling.pick_pair``; the server puts either
 generator on the left at random; an annotator drawn from a pool of 40 answers with their own
 temperature (a flatter win probability, median 1.2), their own left-side bias (about +20 Elo
 for the left image) and a tie now and then (up to 10 % for close pairs). Every ``--refresh``
@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from arena.sampling import SAMPLERS, SamplerState, bt_covariance, bt_standard_errors, pick_pair  # noqa: E402
+from ratings.sampling import SAMPLERS, SamplerState, bt_covariance, bt_standard_errors, pick_pair  # noqa: E402
 from ratings.bradley_terry import fit_bt  # noqa: E402
 
 N_GEN = 20

@@ -5,5 +5,11 @@ class JudgingConfig(AppConfig):
     name = "judging"
     verbose_name = "Judging"
 
-    def ready(self):
-        from . import checks  # noqa: F401  (registers the judge settings check)
+    def ready(self) -> None:
+        from arena import hooks
+
+        from . import checks, screening, services  # noqa: F401  (checks: registers the judge settings check)
+
+        hooks.register("outputs_imported", services.scoring_enqueue_outputs)
+        hooks.register("outputs_withheld", screening.outputs_withheld)
+        hooks.register("study_jobs", services.jobs_of_study)

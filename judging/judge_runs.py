@@ -32,7 +32,7 @@ from .judge_conf import judge_get, judges_configured
 from .judge_report import judge_reports_refresh
 from .judge_prompts import RubricError, default_rubric, parse_verdict, request_text, retry_text, rubric_scale
 from .models import JudgeRubric, JudgeRun, JudgeVote, ScoreJob
-from .services import JobFailed, _job_done, _job_progress, job_dispatch
+from .services import JobFailed, _agreement_refresh, _job_done, _job_progress, job_dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def judge_tasks_plan(*, study: Study, rubrics: dict[int, str], displayed: dict[i
         pair = (min(left, right), max(left, right)) if right else (left, None)
         voted.add((kind, cid, *pair))
     tasks: list[JudgeTask] = []
-    kinds = [k for k in study.vote_kinds if k in VoteKind.values]
+    # Per criterion: ratings, good/bad and pairs; yes/no questions come from the prompts, once per output.
+    kinds = [k for k in study.vote_kinds if k in (VoteKind.LIKERT, VoteKind.BINARY, VoteKind.PAIRWISE)]
     for criterion in study.criteria.order_by("id"):
         sha = _sha(rubrics[criterion.pk])
         for kind in kinds:
@@ -361,3 +362,4 @@ def judge_run_work(*, job: ScoreJob) -> None:
     note = f", {run.failures} unreadable answer(s) recorded as failures" if run.failures else ""
     _job_done(job, done, t0, message=f"{run.verdicts} task(s) judged by {cfg.name} ({cfg.model}){note}")
     judge_reports_refresh(study=study)
+    _agreement_refresh(study_id=study.pk)  # the board's audits that read judge answers (question checks) follow

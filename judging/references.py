@@ -10,35 +10,25 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.text import slugify
 
-from arena.imports import member_name_unsafe, image_check
+from arena.archives import IMAGE_SUFFIXES, ArchiveRejected, image_check, source_open
 from arena.models import Image
-from arena.storage import image_store
+from arena.storage import files_orphaned_remove, image_store
 
 from .models import ReferenceSet
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
 
 class ReferenceError_(Exception):
     pass
 
 
 def _image_files(path: Path) -> list[tuple[str, bytes]]:
-    if path.is_dir():
-        return [(str(p.relative_to(path)), p.read_bytes()) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
-    if zipfile.is_zipfile(path):
-        out = []
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            if len(infos) > settings.ARENA_UPLOAD_MAX_ENTRIES or sum(i.file_size for i in infos) > settings.ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES:
-                raise ReferenceError_(f"{path.name} is over the archive limits (ARENA_UPLOAD_MAX_ENTRIES / ARENA_UPLOAD_MAX_UNCOMPRESSED_BYTES)")
-            for info in infos:
-                if member_name_unsafe(info.filename):
-                    raise ReferenceError_(f"{path.name} has an entry with an absolute path or '..': {info.filename!r}")
-                if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES:
-                    out.append((info.filename, zf.read(info)))
-        return out
-    raise ReferenceError_(f"{path} is not a folder, a .zip or an .npz")
+    """Every image file of a folder or .zip, read through the same checked reader as uploads."""
+    if not path.is_dir() and not zipfile.is_zipfile(path):
+        raise ReferenceError_(f"{path} is not a folder, a .zip or an .npz")
+    try:
+        with source_open(path) as source:
+            return [(n, source.read(n)) for n in source.names() if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    except ArchiveRejected as exc:
+        raise ReferenceError_(f"{path.name}: " + "; ".join(exc.messages)) from None
 
 
 def reference_import(*, name: str, path: Path, description: str = "") -> ReferenceSet:
@@ -73,15 +63,26 @@ def reference_import(*, name: str, path: Path, description: str = "") -> Referen
             checked.append((c, data))
     if errors:
         raise ReferenceError_("nothing imported:\n  " + "\n  ".join(errors[:50]))
-    with transaction.atomic():
-        for c, data in checked:
-            image_store(data=data, sha256=c.sha256, ext=c.ext)
-        Image.objects.bulk_create(
-            [Image(sha256=c.sha256, format=c.ext, width=c.width, height=c.height, size_bytes=len(data)) for c, data in checked],
-            ignore_conflicts=True,
-        )
-        ReferenceSet.objects.filter(name=slug).delete()
-        shas = {c.sha256 for c, _ in checked}
-        ref = ReferenceSet.objects.create(name=slug, description=description, source=ReferenceSet.Source.IMAGES, n_images=len(shas))
-        ref.images.add(*Image.objects.filter(sha256__in=shas))
+    written: list[tuple[str, str]] = []
+    try:
+        with transaction.atomic():
+            for c, data in checked:
+                if image_store(data=data, sha256=c.sha256, ext=c.ext):
+                    written.append((c.sha256, c.ext))
+            ref = _reference_store(slug=slug, description=description, checked=checked)
+    except BaseException:
+        files_orphaned_remove(written)  # nothing of a failed import stays on disk
+        raise
+    return ref
+
+
+def _reference_store(*, slug: str, description: str, checked: list) -> ReferenceSet:
+    Image.objects.bulk_create(
+        [Image(sha256=c.sha256, format=c.ext, width=c.width, height=c.height, size_bytes=len(data)) for c, data in checked],
+        ignore_conflicts=True,
+    )
+    ReferenceSet.objects.filter(name=slug).delete()
+    shas = {c.sha256 for c, _ in checked}
+    ref = ReferenceSet.objects.create(name=slug, description=description, source=ReferenceSet.Source.IMAGES, n_images=len(shas))
+    ref.images.add(*Image.objects.filter(sha256__in=shas))
     return ref

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 
 from arena.models import Output, Study
+from arena.selectors import study_outputs
 
 from .models import OutputScore, ScreeningRelease
 from .scorers.nsfw import NsfwScorer
@@ -30,8 +31,6 @@ def outputs_withheld(*, study: Study) -> set[int]:
         .values_list("output_id", flat=True)
     )
     if NsfwScorer.name in settings.ARENA_SCORERS:
-        from arena.voting import study_outputs
-
         withheld |= set(
             study_outputs(study)
             .filter(screening_release__isnull=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+from arena.charts import scatter
 from arena.models import Study
+from arena.selectors import study_outputs
 
 from .judge_report import judge_verdicts_shown
 from .models import GeneratorMetric, JudgeVote, OutputScore
@@ -44,7 +46,6 @@ def metrics_for_board(*, study: Study, board: dict | None) -> dict | None:
     # Agreement with people is computed by the full recompute and stored with the board.
     stored_agreement = {a["metric"]: a for a in (board or {}).get("metric_agreement", [])}
     agreement, scatters = [], []
-    from ratings.charts import scatter
 
     has_votes = bool(board and board.get("generators"))
     for cls, m in declared:
@@ -118,7 +119,6 @@ def safety_for_board(*, study: Study) -> dict | None:
     detector agrees with annotators' "unsafe" flags on the outputs annotators were shown
     (detector unsafe = score at or above the study's threshold)."""
     from arena.models import Assignment, Flag
-    from arena.voting import study_outputs
 
     from . import metrics as M
     from .scorers.nsfw import NsfwScorer

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from arena import derived
 from arena.models import Generator, Image, Output, Study
+from arena.selectors import study_outputs
 
 from . import metrics as M
 from .judge_conf import judge_get
@@ -38,16 +39,34 @@ class JobFailed(Exception):
 # --------------------------------------------------------------------------- configuration
 
 
+def scorer_config(name: str) -> dict:
+    """Keyword arguments for ``get_scorer(name, **config)`` from the settings (ARENA_CLIP_MODEL,
+    ARENA_CLIP_PRETRAINED, ARENA_VQA_MODEL, ARENA_FID_WEIGHTS, ARENA_ONNX_PROVIDER, ARENA_DEVICE;
+    read and checked once, in the settings module)."""
+    configs = {
+        "clip": {"model_name": settings.ARENA_CLIP_MODEL, "pretrained": settings.ARENA_CLIP_PRETRAINED},
+        "vqa": {"model": settings.ARENA_VQA_MODEL},
+        "fid": {"weights": settings.ARENA_FID_WEIGHTS},
+        "ocr": {"provider": settings.ARENA_ONNX_PROVIDER},
+        "nsfw": {"provider": settings.ARENA_ONNX_PROVIDER},
+        "quality": {},
+    }
+    try:
+        config = configs[name]
+    except KeyError:
+        raise KeyError(f"no settings for scorer {name!r}; known: {sorted(configs)}") from None
+    return {**config, "device": settings.ARENA_DEVICE}
+
+
 def scorer_load(name: str):
     """The configured scorer, loaded once per worker process (raises JobFailed on a model
     that is missing, corrupt or cannot run here)."""
-    from .conf import scorer_settings
     from .scorers import ModelUnavailable, WeightsUnavailable, get_scorer, scorer_class
 
     cls = scorer_class(name)
     try:
         cls.prepare()
-        config = scorer_settings().scorer_config(name)
+        config = scorer_config(name)
         if settings.ARENA_SCORE_BATCH_SIZE:  # 0: each scorer's declared batch size
             config.setdefault("batch_size", settings.ARENA_SCORE_BATCH_SIZE)
         return get_scorer(name, **config)
@@ -57,10 +76,9 @@ def scorer_load(name: str):
 
 def model_id_for(name: str) -> str:
     """The model id stored with scorer ``name``'s results under the current settings."""
-    from .conf import scorer_settings
     from .scorers import scorer_class
 
-    return scorer_class(name).model_id(scorer_settings().scorer_config(name))
+    return scorer_class(name).model_id(scorer_config(name))
 
 
 def scorer_queue(name: str) -> str:
@@ -321,7 +339,6 @@ def generator_metrics_run(*, job: ScoreJob) -> None:
     """Per-generator metrics one scorer declares: means (t interval) or shares at the
     screening threshold (Wilson interval) of its per-output measures; for scorers that embed
     images, diversity and FD / CMMD against the newest reference set."""
-    from arena.voting import study_outputs
     from ratings.stats import wilson_interval
 
     from .scorers import scorer_class
@@ -444,8 +461,6 @@ def fid_run(*, job: ScoreJob) -> None:
     t0 = time.perf_counter()
     ref_mu, ref_sigma, ref_feats = _reference_inception_stats(reference, scorer, model_id)
     ref = M.prepare_reference(ref_mu, ref_sigma)
-    from arena.voting import study_outputs
-
     done = 0
     for g in study.generators.all():
         shas = list(study_outputs(study).filter(generator=g).values_list("image_id", flat=True))
@@ -521,3 +536,8 @@ def fid_enqueue(*, study_id: int, reference: ReferenceSet | None = None) -> Scor
 def jobs_recent(*, limit: int = 50):
     return ScoreJob.objects.select_related("study", "reference").order_by("-created_at")[:limit]
 
+
+
+def jobs_of_study(*, study: Study, limit: int = 10) -> list[ScoreJob]:
+    """The study's latest scoring jobs, newest first (its overview page lists them)."""
+    return list(ScoreJob.objects.filter(study=study).order_by("-id")[:limit])

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.db.models import Count
 
-from arena.models import Criterion, Study, Vote, VoteKind, image_relative_path
+from arena.models import Criterion, QuestionAnswer, Study, Vote, VoteKind, image_relative_path
 from arena.selectors import counted_votes
 from arena.storage import image_path
 
@@ -127,7 +127,9 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def _answer(kind: str, score: int | None, choice: str) -> str:
+def _answer(kind: str, score: int | None, choice: str, questions: list | None = None) -> str:
+    if kind == VoteKind.QUESTIONS:
+        return json.dumps(questions or [], ensure_ascii=False)
     if kind == VoteKind.PAIRWISE:
         return choice
     if kind == VoteKind.BINARY:
@@ -139,7 +141,7 @@ def votes_export_rows(*, study: Study, criterion: Criterion | None = None, inclu
     """One row per vote (columns: VOTE_COLUMNS), oldest first.
 
     `answer` is 1-5 (likert), good|bad (binary) or left|right|tie|bothbad (pairwise), as a
-    string. `winner_output_id` is set for decisive pairwise votes only. `served_at` and
+    string; for a question check, a JSON list of {"question", "answer": "yes"|"no"} in question order. `winner_output_id` is set for decisive pairwise votes only. `served_at` and
     `created_at` are timezone-aware UTC datetimes (ISO 8601 in CSV and JSONL). `elo_batch` is the
     online Elo batch that applied the vote (empty until applied): the Elo order is (elo_batch, vote_id).
     """
@@ -155,9 +157,21 @@ def votes_export_rows(*, study: Study, criterion: Criterion | None = None, inclu
         "output_right_id", "output_right__image", "generator_right__name",
         "score", "choice", "response_ms", "is_gold", "gold_correct", "assignment__served_at", "created_at", "elo_batch",
     )
+    for chunk in _batched(values.iterator(chunk_size=CHUNK_SIZE), CHUNK_SIZE):
+        yield from _vote_rows(chunk)
+
+
+def _vote_rows(chunk: list[tuple]) -> Iterator[dict]:
+    asked = [row[0] for row in chunk if row[3] == VoteKind.QUESTIONS]
+    answers: dict[int, list[dict]] = {}
+    for vote_id, question, answer in (
+        QuestionAnswer.objects.filter(vote_id__in=asked).order_by("vote_id", "question_index")
+        .values_list("vote_id", "question", "answer") if asked else ()
+    ):
+        answers.setdefault(vote_id, []).append({"question": question, "answer": "yes" if answer else "no"})
     for (vote_id, study_slug, criterion_slug, kind, pseudonym, excluded, prompt, category, left_id, left_sha,
          left_gen, right_id, right_sha, right_gen, score, choice, response_ms, is_gold, gold_correct,
-         served_at, created_at, elo_batch) in values.iterator(chunk_size=CHUNK_SIZE):
+         served_at, created_at, elo_batch) in chunk:
         yield {
             "vote_id": vote_id,
             "study": study_slug,
@@ -173,7 +187,7 @@ def votes_export_rows(*, study: Study, criterion: Criterion | None = None, inclu
             "output_right_id": right_id,
             "output_right_sha256": right_sha,
             "generator_right": right_gen,
-            "answer": _answer(kind, score, choice),
+            "answer": _answer(kind, score, choice, answers.get(vote_id)),
             "left_output_id": left_id,
             "winner_output_id": {"left": left_id, "right": right_id}.get(choice),
             "response_ms": response_ms,

@@ -69,7 +69,8 @@ def _agreement_with_others(base) -> dict[int, tuple[int, int]]:
     """
     lo, hi = Least("output_left_id", Coalesce("output_right_id", Value(0))), Greatest("output_left_id", Coalesce("output_right_id", Value(0)))
     value = Case(When(kind=VoteKind.PAIRWISE, then=pairwise_outcome()), default=F("score"), output_field=IntegerField())
-    annotated = base.annotate(u0=lo, u1=hi, v=value)
+    # A question check has an answer per question, not one value: it is judged on the board's question audit.
+    annotated = base.exclude(kind=VoteKind.QUESTIONS).annotate(u0=lo, u1=hi, v=value)
     counts: dict[tuple, dict[int, int]] = defaultdict(dict)
     for kind, crit, u0, u1, v, n in annotated.values_list("kind", "criterion_id", "u0", "u1", "v").annotate(n=Count("id")).order_by():
         counts[(kind, crit, u0, u1)][v] = n

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
 from arena.models import Criterion, Study
-from arena.sampling import SamplerState
+from arena.ttl_cache import TTLCache
 from judging.models import JudgeReport
 
 from .models import EloState, LeaderboardResult, RecomputeState
+from . import sampling
+from .sampling import SamplerState
 
 
 def leaderboard_get(*, study: Study, criterion: Criterion, category: str = "") -> dict | None:
@@ -72,8 +73,7 @@ def categories_get(*, study: Study, criterion: Criterion) -> list[str]:
     )
 
 
-_SAMPLER_CACHE: dict[tuple, tuple[float, SamplerState]] = {}
-SAMPLER_CACHE_SECONDS = 2.0
+SAMPLER_CACHE = TTLCache(ttl=2.0, maxsize=256)
 
 
 def sampler_inputs_get(*, study: Study, criterion: Criterion, generators: list[int]) -> SamplerState:
@@ -82,10 +82,10 @@ def sampler_inputs_get(*, study: Study, criterion: Criterion, generators: list[i
     Cached for a moment per process so that serving a task costs no extra query.
     """
     key = (study.pk, criterion.pk, tuple(generators))
-    hit = _SAMPLER_CACHE.get(key)
-    now = time.monotonic()
-    if hit and now - hit[0] < SAMPLER_CACHE_SECONDS:
-        return hit[1]
+    return SAMPLER_CACHE.get_or_set(key, lambda: _sampler_inputs(study, criterion, generators))
+
+
+def _sampler_inputs(study: Study, criterion: Criterion, generators: list[int]) -> SamplerState:
     n = len(generators)
     counts = np.zeros((n, n))
     ratings = stderr = None
@@ -109,6 +109,14 @@ def sampler_inputs_get(*, study: Study, criterion: Criterion, generators: list[i
                 ratings[k] = by_id[g]["bt"]
             if se[pos[g]] is not None:
                 stderr[k] = se[pos[g]]
-    state = SamplerState(n=n, counts=counts, ratings=ratings, stderr=stderr)
-    _SAMPLER_CACHE[key] = (now, state)
-    return state
+    return SamplerState(n=n, counts=counts, ratings=ratings, stderr=stderr)
+
+
+def pair_pick(*, study: Study, criterion: Criterion, generators: list[int], eligible, rng) -> tuple[int, int] | None:
+    """Hook for the voting code: the study's sampler picks the next pair (indices into
+    `generators`, among the `eligible` mask) from the latest stored fit; None when no pair is left."""
+    state = sampler_inputs_get(study=study, criterion=criterion, generators=generators)
+    try:
+        return sampling.pick_pair(study.sampler, state, rng, eligible=eligible)
+    except sampling.NoPairAvailable:
+        return None

@@ -22,17 +22,18 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from arena import derived
-from arena.models import Annotator, Generator, Study, Vote, VoteKind
+from arena.models import Generator, Study, Vote, VoteKind
 from arena.selectors import counted_votes, withdrawn_output_ids
-from arena.sampling import bt_standard_errors
 
 from . import bradley_terry as bt
 from . import board as board_rules
 from . import stats
 from .elo import elo_step
 from .quality import annotator_quality_store, pairwise_outcome
+from .sampling import bt_standard_errors
 from judging.agreement import metric_agreement_compute
 from judging.judge_report import judge_reports_refresh
+from judging.question_checks import question_checks_compute
 from judging.selectors import safety_for_board
 from .models import EloState, LeaderboardResult, RecomputeState
 
@@ -249,44 +250,19 @@ def elo_rebuild(*, study_id: int) -> None:
         elo_apply(study_id=study_id, criterion_id=criterion_id)
 
 
-def annotator_exclusion_set(*, annotator: Annotator, excluded: bool, reason: str = "") -> None:
-    """Exclude an annotator from every rating (votes are kept), or include them again.
-
-    The Elo of each study they voted in is reset in the same transaction and requested again, so
-    a lost message cannot leave their votes counted.
-    """
-    with transaction.atomic():
-        annotator.excluded = excluded
-        annotator.excluded_reason = reason[:300] if excluded else ""
-        annotator.excluded_at = timezone.now() if excluded else None
-        annotator.save(update_fields=["excluded", "excluded_reason", "excluded_at"])
-        for study_id in Vote.objects.filter(annotator=annotator).values_list("study_id", flat=True).distinct().order_by():
-            criteria = elo_reset(study_id=study_id)
-            transaction.on_commit(lambda sid=study_id, cs=tuple(criteria): _after_exclusion(sid, cs))
+def votes_recounted(*, study_ids: list[int]) -> None:
+    """Hook: inside the transaction that excluded an annotator or withdrew an output. The Elo of
+    each study is reset there and asked for again after the commit, with the full recompute, so a
+    lost message cannot leave the left-out votes counted."""
+    for study_id in study_ids:
+        criteria = elo_reset(study_id=study_id)
+        transaction.on_commit(lambda sid=study_id, cs=tuple(criteria): _after_exclusion(sid, cs))
 
 
 def _after_exclusion(study_id: int, criteria: tuple[int, ...]) -> None:
     for criterion_id in criteria:
         elo_request(study_id=study_id, criterion_id=criterion_id)
     recompute_request(study_id=study_id, now_please=True)
-
-
-def output_withdrawal_set(*, study: Study, output, withdrawn: bool, reason: str = "", by=None) -> None:
-    """Withdraw an output from a study (its votes are kept, left out of every number), or restore it.
-
-    Like excluding an annotator: Elo is replayed and the full recompute queued after commit.
-    """
-    from arena.models import WithdrawnOutput
-
-    with transaction.atomic():
-        if withdrawn:
-            WithdrawnOutput.objects.get_or_create(study=study, output=output, defaults={"reason": reason[:300], "by": by})
-        else:
-            WithdrawnOutput.objects.filter(study=study, output=output).delete()
-        # As for an exclusion: the Elo is reset here and asked for again, so a lost message
-        # cannot leave the withdrawn output's votes counted.
-        criteria = elo_reset(study_id=study.pk)
-        transaction.on_commit(lambda sid=study.pk, cs=tuple(criteria): _after_exclusion(sid, cs))
 
 
 # --------------------------------------------------------------------------- full recompute
@@ -317,8 +293,9 @@ def study_recompute(*, study_id: int) -> bool:
     try:
         with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token):
             study = Study.objects.get(pk=study_id)
+            checks = question_checks_compute(study=study)  # one audit per study, stored with each criterion's board
             for criterion in study.criteria.all():
-                _recompute_criterion(study, criterion)
+                _recompute_criterion(study, criterion, question_checks=checks)
             annotator_quality_store(study=study)
             # MLLM judges against the people just refitted (judge votes never enter the numbers above).
             judge_reports_refresh(study=study)
@@ -343,7 +320,7 @@ def study_recompute(*, study_id: int) -> bool:
 _clean = board_rules.json_safe
 
 
-def _recompute_criterion(study: Study, criterion) -> None:
+def _recompute_criterion(study: Study, criterion, *, question_checks: dict | None = None) -> None:
     base = counted_votes(Vote.objects.filter(study=study, criterion=criterion, is_gold=False, annotator__excluded=False), study=study)
     generators = list(Generator.objects.filter(studies=study).order_by("name").values_list("id", "name"))
     index = {gid: i for i, (gid, _) in enumerate(generators)}
@@ -415,6 +392,7 @@ def _recompute_criterion(study: Study, criterion) -> None:
             data["votes_needed_status"] = needed["status"]
             data["metric_agreement"] = metric_agreement_compute(study=study, criterion=criterion, board=_clean(data), base=base)
             data["safety"] = safety_for_board(study=study)
+            data["question_checks"] = question_checks
         LeaderboardResult.objects.update_or_create(
             study=study, criterion=criterion, category=cat,
             defaults={"computed_at": now, "votes_total": data["votes_total"], "data": _clean(data)},

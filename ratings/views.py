@@ -13,16 +13,17 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import roles
+from arena import charts, roles
 from arena.api_schema import LeaderboardSerializer, errors
 from arena.models import Annotator, Study
 from judging.judge_report import judges_for_board
+from arena.services import annotator_exclusion_set
+from arena.studies import studies_progress_get
 from judging.selectors import metrics_for_board, quality_profile
 
-from . import charts
 from .models import AnnotatorQuality
 from .selectors import board_version_get, categories_get, leaderboard_get
-from .services import annotator_exclusion_set, ratings_catch_up, recompute_request
+from .services import ratings_catch_up, recompute_request
 
 
 def can_view(user, study: Study) -> bool:
@@ -65,6 +66,7 @@ def board_context(study: Study, criterion, category: str) -> dict:
             )
     ctx["metrics"] = metrics_for_board(study=study, board=board)
     ctx["safety"] = (board or {}).get("safety")  # stored by the recompute
+    ctx["question_checks"] = (board or {}).get("question_checks")  # stored by the recompute
     ctx["profile"] = quality_profile(study=study)
     ctx["judges"] = judges_for_board(study=study, criterion=criterion)  # stored by judge runs and the recompute
     return ctx
@@ -75,8 +77,6 @@ def leaderboard_index(request):
         return redirect_to_login(request.get_full_path())
     researcher = roles.is_researcher(request.user)
     studies = list((Study.objects.all() if researcher else Study.objects.filter(public_leaderboard=True)).order_by("name"))
-    from arena.studies import studies_progress_get
-
     rows = studies_progress_get(studies) if researcher else [{"study": s} for s in studies]
     return render(request, "ratings/index.html", {"rows": rows, "show_progress": researcher})
 
@@ -170,6 +170,7 @@ class LeaderboardApi(APIView):
             "metrics": metrics,
             "safety": (board or {}).get("safety"),
             "judges": judges_for_board(study=study, criterion=criterion),
+            "question_checks": (board or {}).get("question_checks"),
             "quality_profile": (
                 {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
                 if profile else None

@@ -13,14 +13,13 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image as PILImage
 
-STRICT = os.environ.get("ARENA_STRICT", "").lower() in {"1", "true", "yes", "on"}
-
-
 def need(condition: bool, what: str) -> None:
     """A test that needs a service or a browser fails under ARENA_STRICT=1 and skips otherwise."""
+    from django.conf import settings
+
     if condition:
         return
-    if STRICT:
+    if settings.ARENA_STRICT:
         pytest.fail(f"{what} is required (ARENA_STRICT=1)")
     pytest.skip(f"{what} is not available")
 
@@ -46,12 +45,12 @@ def _isolated_media(settings, tmp_path):
 def _fresh_process_caches():
     """Per-process caches keyed by ids; a rolled-back test may hand the same ids out again."""
     from arena.roles import roles_cache_clear
+    from arena.ttl_cache import caches_clear
     from arena.voting import study_index_clear
-    from ratings import selectors
 
     roles_cache_clear()
     study_index_clear()
-    selectors._SAMPLER_CACHE.clear()
+    caches_clear()
 
 
 @pytest.fixture(autouse=True)
@@ -258,7 +257,9 @@ def make_study(tmp_path):
     study_index_clear()
     counter = {"n": 0}
 
-    def build(*, generators=GENERATOR_NAMES, prompts=5, kinds=("pairwise", "likert", "binary"), **options) -> "Study":
+    def build(*, generators=GENERATOR_NAMES, prompts=5, kinds=("pairwise", "likert", "binary"), questions=None,
+              categories=None, **options) -> "Study":
+        """`questions`: prompt number -> its yes/no questions; `categories`: prompt number -> category."""
         counter["n"] += 1
         slug = options.pop("slug", f"study-{counter['n']}")
         study = Study.objects.create(name=f"Study {slug}", slug=slug, vote_kinds=list(kinds), **options)
@@ -268,7 +269,12 @@ def make_study(tmp_path):
             for p in range(prompts):
                 name = f"{slug}/{g}-{p}.png"
                 files[name] = png_bytes(color=(10 + 50 * g, 7 * p + counter["n"], 120), size=(16, 16))
-                rows.append({"generator": gen, "prompt": f"{slug} prompt number {p}", "image": name})
+                row = {"generator": gen, "prompt": f"{slug} prompt number {p}", "image": name}
+                if questions and questions.get(p):
+                    row["questions"] = questions[p]
+                if categories and categories.get(p):
+                    row["category"] = categories[p]
+                rows.append(row)
         files["manifest.jsonl"] = manifest_jsonl(rows)
         outputs_import(path=make_zip(tmp_path / f"{slug}.zip", files), study=study)
         study_index_clear()

@@ -31,6 +31,9 @@ def test_a_malformed_value_is_named_instead_of_ignored():
     assert res.returncode != 0 and "DEBUG='maybe' is not a boolean" in res.stderr
     res = check(DEBUG="1", ARENA_UPLOAD_MAX_BYTES="lots")
     assert res.returncode != 0 and "ARENA_UPLOAD_MAX_BYTES='lots' is not an integer" in res.stderr
+    res = check(DEBUG="1", ARENA_DEVICE="gpu")
+    assert res.returncode != 0 and "ARENA_DEVICE='gpu' must be auto, cpu, cuda or cuda:N" in res.stderr
+    assert check(DEBUG="1", ARENA_DEVICE="cuda:1").returncode == 0
     res = check(DEBUG="1", DATABASE_URL="nonsense://x")
     assert res.returncode != 0 and "DATABASE_URL" in res.stderr
 

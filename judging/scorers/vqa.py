@@ -35,6 +35,8 @@ __all__ = [
     "VQAResult",
     "VQAScorer",
     "image_text_model_load",
+    "YES_THRESHOLD",
+    "says_yes",
     "yes_share",
 ]
 
@@ -44,12 +46,20 @@ ANSWER = "Yes"
 SETTING_MODEL = "ARENA_VQA_MODEL"
 
 
-def yes_share(probabilities: Sequence[float], threshold: float = 0.5) -> float:
-    """Share of questions answered yes: mean(p > threshold)."""
+YES_THRESHOLD = 0.5
+
+
+def says_yes(probability: float, threshold: float = YES_THRESHOLD) -> bool:
+    """The VQA model's answer to a yes/no question: yes when P(yes) > threshold."""
+    return float(probability) > threshold
+
+
+def yes_share(probabilities: Sequence[float], threshold: float = YES_THRESHOLD) -> float:
+    """Share of questions answered yes (``says_yes``)."""
     p = np.asarray(probabilities, dtype=np.float64)
     if p.size == 0:
         raise ValueError("yes_share needs at least one probability")
-    return float(np.mean(p > threshold))
+    return float(np.mean([says_yes(x, threshold) for x in p]))
 
 
 def image_text_model_load(model_id: str, device: "str | torch.device | None", *, setting: str, what: str):

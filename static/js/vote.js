@@ -31,8 +31,76 @@
     if (z && !z.hidden && e.target.closest("#zoom-view")) closeZoom();
   });
 
+  // Question checks: one question is current (outlined). Y or N answers it and moves on to the
+  // next unanswered one; up/down move; Enter sends once every question has an answer (else it
+  // goes to the first unanswered one); a tap answers a question and moves on the same way.
+  function qForm() { return document.querySelector("#task form.answer.questions"); }
+  function qItems(form) { return Array.prototype.slice.call(form.querySelectorAll("li.qcheck")); }
+  function qAnswered(li) { return !!li.querySelector("input:checked"); }
+  function qSetCurrent(form, li) {
+    qItems(form).forEach(function (x) { x.classList.toggle("current", x === li); });
+    if (li && li.scrollIntoView) li.scrollIntoView({ block: "nearest" });
+  }
+  function qNext(form, from) {
+    var items = qItems(form);
+    var start = items.indexOf(from);
+    for (var k = 1; k <= items.length; k++) {
+      var li = items[(start + k) % items.length];
+      if (!qAnswered(li)) return li;
+    }
+    return null;
+  }
+  function qFocusSend(form) {
+    qSetCurrent(form, null);
+    var send = form.querySelector("button.send");
+    if (send) send.focus();
+  }
+  function qMark(form, li) {
+    li.classList.toggle("answered", qAnswered(li));
+    var next = qNext(form, li);
+    if (next) qSetCurrent(form, next); else qFocusSend(form);
+  }
+  document.addEventListener("change", function (e) {
+    var form = qForm();
+    var li = e.target.closest && e.target.closest("li.qcheck");
+    if (form && li && form.contains(li)) qMark(form, li);
+  });
+  function qKey(e, form) {
+    var key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    var items = qItems(form);
+    var cur = form.querySelector("li.qcheck.current");
+    if (key === "y" || key === "n") {
+      if (!cur) cur = qNext(form, items[items.length - 1]) || items[items.length - 1];
+      var input = cur.querySelector('input[value="' + (key === "y" ? "yes" : "no") + '"]');
+      input.checked = true;
+      qMark(form, cur);
+      return true;
+    }
+    if (key === "ArrowDown" || key === "ArrowUp") {
+      var at = cur ? items.indexOf(cur) : items.length;
+      at = Math.max(0, Math.min(items.length - 1, at + (key === "ArrowDown" ? 1 : -1)));
+      qSetCurrent(form, items[at]);
+      return true;
+    }
+    if (key === "Enter") {
+      var open = qNext(form, items[items.length - 1]);
+      if (open) { qSetCurrent(form, open); showHint(); return true; }
+      if (!busy) { busy = true; form.querySelector("button.send").click(); }
+      return true;
+    }
+    if (key === "s") { form.querySelector("button.skip").click(); return true; }
+    return false;
+  }
+
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    var qf = qForm();
+    if (qf && !(e.target.closest && e.target.closest("textarea, select, summary, details.flag"))) {
+      if (e.key === "Escape" && closeZoom()) return;
+      if (qKey(e, qf)) { e.preventDefault(); closeZoom(); return; }
+      if (e.key.length === 1 && e.key !== " ") showHint();
+      return;
+    }
     if (e.target.closest && e.target.closest("input, textarea, select, summary")) return;
     if (e.key === "Escape" && closeZoom()) return;
     var next = document.querySelector("#task [data-next]");

@@ -61,6 +61,18 @@ def test_it_imports_every_row_and_stores_images_under_their_sha256(tmp_path, set
         assert (output.image.width, output.image.height) == (32 + int(output.prompt.text[-1]), 24)
 
 
+def test_a_command_line_import_is_listed_with_the_uploads_and_owns_its_outputs(tmp_path, admin_user):
+    from tests.conftest import client_for
+
+    run_import(make_zip(tmp_path / "outputs.zip", sample_files(n_generators=2, n_prompts=2)))
+    upload = Upload.objects.get()
+    assert upload.status == "done" and upload.source_name == "outputs.zip"
+    assert (upload.rows_total, upload.rows_imported) == (4, 4)
+    assert set(upload.outputs.values_list("pk", flat=True)) == set(Output.objects.values_list("pk", flat=True))
+    page = client_for(admin_user).get("/staff/uploads/").content.decode()
+    assert "outputs.zip" in page and "command line" in page, page[page.find("Recent uploads"):][:1500]
+
+
 def test_identical_bytes_are_stored_once(tmp_path, settings):
     same = png_bytes(color=(1, 2, 3))
     rows = [

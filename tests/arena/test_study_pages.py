@@ -239,7 +239,7 @@ def test_staff_actions_refuse_everyone_else_and_change_nothing(personas, make_st
 
 def test_preference_pairs_leave_out_a_withdrawn_output(make_study, annotator_user):
     from ratings.exports import preferences_count
-    from ratings.services import output_withdrawal_set
+    from arena.services import output_withdrawal_set
 
     study = make_study(prompts=2, kinds=("pairwise",), quota_per_annotator=6)
     _cast(study, annotator_user, 6, "right")

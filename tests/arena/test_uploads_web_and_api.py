@@ -176,7 +176,7 @@ def test_the_admin_refuses_a_study_with_an_unknown_vote_kind(admin_user):
         "is_open": "on", "allow_new_generators": "on",
     })
     assert res.status_code == 200
-    assert "Unknown vote kind(s) pairwize; use likert, binary, pairwise." in res.content.decode()
+    assert "Unknown vote kind(s) pairwize; use likert, binary, pairwise, questions." in res.content.decode()
     assert not Study.objects.filter(slug="typo").exists()
 
 

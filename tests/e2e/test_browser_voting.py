@@ -34,8 +34,11 @@ def test_an_annotator_votes_all_three_kinds_with_the_keyboard_and_never_sees_a_g
     page.keyboard.press("Enter")
     page.wait_for_selector("#start")
     assert "Judge the images carefully." in page.content()
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'start'")  # autofocus
     page.keyboard.press("Enter")
     page.wait_for_selector("#task")
+    # The keys work once the page's deferred scripts have run (they run before DOMContentLoaded).
+    page.wait_for_load_state("domcontentloaded")
 
     kinds_done = []
     for n in range(1, 25):

@@ -20,6 +20,8 @@ def sign_in(page, live_server, user, slug):
     page.wait_for_selector("#start")
     page.click("#start")
     page.wait_for_selector("#task")
+    # The keys work once the page's deferred scripts have run (they run before DOMContentLoaded).
+    page.wait_for_load_state("domcontentloaded")
 
 
 def wait_progress(page, n):

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
-from arena.models import Annotator, Prompt, Vote
+from arena.models import Annotator, Output, Prompt, Vote
 from arena.voting import task_next, vote_record
 from judging import judge_backends
 from judging.judge_runs import judge_run_enqueue
@@ -341,3 +341,26 @@ def test_an_open_board_refreshes_when_a_judge_run_finishes(settings, study, rese
         run_judge(study, "fair", django_capture_on_commit_callbacks, sample=3)
     fragment = c.get(f"/leaderboard/{study.slug}/?since={since}", HTTP_HX_REQUEST="true")
     assert fragment.status_code == 200 and 'id="judges"' in fragment.content.decode()
+
+
+def test_the_question_audit_reads_a_judges_answers_to_the_questions_people_answered(
+    settings, make_study, django_user_model, researcher, django_capture_on_commit_callbacks,
+):
+    from tests.ratings.test_question_board import annotators, cast_everything, expected_counts
+
+    questions = {0: ["Is there a shape?", "Is the shape red?"], 1: ["Is it square?"]}
+    study = make_study(kinds=("questions",), prompts=2, questions=questions, overlap_target=3, quota_per_annotator=100)
+    cast, _ = cast_everything(study, annotators(django_user_model, 3), random.Random(3))
+    with JudgeServer(fair, model="fair-vl") as server:
+        configure(settings, {"name": "fair", "url": server.url, "model": "fair-vl"})
+        run = run_judge(study, "fair", django_capture_on_commit_callbacks)
+    assert run.job.status == "done" and run.verdicts == len(cast)  # only the questions: no rating or pair is asked
+    assert {c.kind for c in server.calls} == {"question"}
+    study_recompute(study_id=study.pk)
+    generator_of = {o.pk: o.generator.name for o in Output.objects.select_related("generator")}
+    answers = {key: GENERATOR_NAMES.index(generator_of[key[0]]) >= 1 for key in cast}
+    qc = api_client_for(researcher).get(f"/api/studies/{study.slug}/leaderboard/").json()["question_checks"]
+    got = next(s for s in qc["sources"] if s["name"] == "fair")["overall"]
+    want = expected_counts(cast, answers)
+    assert want["n"] and {k: got[k] for k in ("n", "correct", "hallucinated", "missed")} == {
+        k: want[k] for k in ("n", "correct", "hallucinated", "missed")}

@@ -144,3 +144,56 @@ def test_an_empty_reference_set_is_a_clear_job_error(make_study, settings, fid_w
 
     with pytest.raises(JobFailed, match="reference set 'empty' is empty"):
         fid_run(job=job)
+
+
+def _lying_zip(path, files: dict[str, bytes], lie: str) -> None:
+    """A .zip whose central directory says `lie` unpacks to 10 bytes, fewer than it does."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"PK\x01\x02")
+    while at != -1:
+        name_len = struct.unpack_from("<H", raw, at + 28)[0]
+        name = bytes(raw[at + 46:at + 46 + name_len]).decode()
+        if name == lie:
+            struct.pack_into("<I", raw, at + 24, 10)  # uncompressed size in the central directory
+        at = raw.find(b"PK\x01\x02", at + 46)
+    path.write_bytes(bytes(raw))
+
+
+def test_a_reference_archive_entry_that_unpacks_past_its_declared_size_is_refused(tmp_path):
+    files = {f"ref/{i}.png": png_bytes(color=(20 * i, 40, 60), size=(24, 24)) for i in range(3)}
+    _lying_zip(tmp_path / "ref.zip", files, lie="ref/1.png")
+    with pytest.raises(CommandError, match=r"ref/1.png.* is corrupt or not what its header declares"):
+        call_command("import_reference", "r", str(tmp_path / "ref.zip"))
+    assert ReferenceSet.objects.count() == 0
+
+
+def test_a_reference_archive_with_a_path_outside_it_is_refused(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "ref.zip", "w") as zf:
+        zf.writestr("a.png", png_bytes())
+        zf.writestr("../b.png", png_bytes(color=(1, 2, 3)))
+    with pytest.raises(CommandError, match=r"absolute paths or '\.\.'"):
+        call_command("import_reference", "r", str(tmp_path / "ref.zip"))
+    assert ReferenceSet.objects.count() == 0
+
+
+def test_a_reference_import_that_fails_while_storing_leaves_no_image_file(tmp_path, settings, monkeypatch):
+    from pathlib import Path
+
+    folder = image_folder(tmp_path / "ref", 3)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(ReferenceSet.objects, "create", broken)
+    with pytest.raises(RuntimeError):
+        call_command("import_reference", "r", str(folder))
+    assert [p for p in (Path(settings.MEDIA_ROOT) / "images").rglob("*") if p.is_file()] == []
+    assert ReferenceSet.objects.count() == 0

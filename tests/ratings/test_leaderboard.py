@@ -10,7 +10,8 @@ from scipy import stats as sps
 from arena.models import Annotator, Generator, Vote
 from arena.voting import task_next, vote_record
 from ratings.models import EloState, LeaderboardResult, RecomputeState
-from ratings.services import annotator_exclusion_set, elo_apply, recompute_claim, study_recompute
+from arena.services import annotator_exclusion_set
+from ratings.services import elo_apply, recompute_claim, study_recompute
 from tests.conftest import GENERATOR_NAMES, api_client_for, client_for
 
 pytestmark = pytest.mark.django_db

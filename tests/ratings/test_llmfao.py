@@ -1,7 +1,6 @@
 """Real crowd votes (LLMFAO) against evalica's published results."""
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -9,18 +8,15 @@ import pytest
 
 from ratings.bradley_terry import fit_bt
 from ratings.elo import online_elo
+from tests.conftest import need
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "llmfao"
-STRICT = os.environ.get("ARENA_STRICT", "").lower() in {"1", "true", "yes", "on"}
 SCORE_LEFT = {"left": 1.0, "right": 0.0, "tie": 0.5}
 
 
 @pytest.fixture(scope="module")
 def llmfao():
-    if not (DATA / "votes.csv").is_file() or not (DATA / "expected_scores.csv").is_file():
-        if STRICT:
-            pytest.fail(f"LLMFAO data missing at {DATA} (ARENA_STRICT=1)")
-        pytest.skip(f"LLMFAO data not found at {DATA}")
+    need((DATA / "votes.csv").is_file() and (DATA / "expected_scores.csv").is_file(), f"LLMFAO data at {DATA}")
     with open(DATA / "votes.csv", newline="", encoding="utf-8") as fh:
         votes = list(csv.DictReader(fh))
     expected: dict[str, dict[str, float]] = {}

@@ -2,9 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from arena.imports import ImportRejected, outputs_import
-from arena.models import Study, Upload
-from arena.services import outputs_imported, upload_summary
+from arena.imports import ImportRejected
+from arena.models import Study
+from arena.services import upload_import_local
 
 
 class Command(BaseCommand):
@@ -28,22 +28,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"checked {done}/{total} rows")
 
         try:
-            report = outputs_import(path=src, study=target, progress=progress)
+            upload = upload_import_local(path=src, study=target, progress=progress)
         except ImportRejected as exc:
             lines = [str(e) for e in exc.errors]
             raise CommandError(
                 f"{src}: nothing imported, {len(lines)} problem(s):\n  " + "\n  ".join(lines)
             ) from None
-        upload = Upload.objects.create(
-            study=target,
-            source_name=src.name,
-            status=Upload.Status.DONE,
-            rows_total=report.rows_total,
-            rows_checked=report.rows_total,
-            rows_imported=report.rows_imported,
-            rows_existing=report.rows_existing,
-            message=upload_summary(report),
-        )
-        upload.outputs.add(*upload.outputs.model.objects.filter(pk__in=report.output_ids))
-        outputs_imported(output_ids=report.output_ids)
-        self.stdout.write(self.style.SUCCESS(f"{src}: {upload_summary(report)}"))
+        self.stdout.write(self.style.SUCCESS(f"{src}: {upload.message}"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from arena.sampling import (
+from ratings.sampling import (
     SAMPLERS,
     NoPairAvailable,
     SamplerState,

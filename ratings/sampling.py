@@ -1,6 +1,6 @@
 """Which two generators an annotator compares next.
 
-Pure numpy, no Django: the voting code builds a :class:`SamplerState` from stored data
+Pure numpy and scipy, no Django: the voting code builds a :class:`SamplerState` from stored data
 (vote counts per pair, the ratings of the latest stored Bradley-Terry fit) and calls
 :func:`pick_pair`. A pick never refits; the ratings are refreshed whenever they are recomputed.
 
@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.sparse import csr_array
+from scipy.sparse.csgraph import connected_components
+from scipy.special import ndtr
 
 SAMPLERS = ("uniform", "active")
 
@@ -66,14 +69,6 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return i, j
 
 
-def _norm_sf(z: np.ndarray) -> np.ndarray:
-    """Upper tail of the standard normal, P(Z > z) for z >= 0 (Abramowitz-Stegun 7.1.26, error < 1e-7)."""
-    x = np.asarray(z, dtype=float) / math.sqrt(2.0)
-    t = 1.0 / (1.0 + 0.3275911 * x)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return 0.5 * poly * np.exp(-x * x)
-
-
 def _pq(diff: np.ndarray) -> np.ndarray:
     """p(1-p) for the win probability p of an Elo difference (base 10, scale 400)."""
     odds = np.power(10.0, -np.abs(diff) / 400.0)
@@ -82,15 +77,7 @@ def _pq(diff: np.ndarray) -> np.ndarray:
 
 def _connected(adj: np.ndarray) -> bool:
     """Whether a boolean adjacency matrix is one connected graph."""
-    seen = np.zeros(adj.shape[0], dtype=bool)
-    seen[0] = True
-    frontier = adj[0]
-    while True:
-        new = frontier & ~seen
-        if not new.any():
-            return bool(seen.all())
-        seen |= new
-        frontier = adj[new].any(axis=0)
+    return connected_components(csr_array(adj), directed=False, return_labels=False) == 1
 
 
 def bt_covariance(n: int, counts: np.ndarray, ratings: np.ndarray | None) -> np.ndarray:
@@ -156,7 +143,7 @@ def pair_scores(ratings: np.ndarray, cov: np.ndarray, i: np.ndarray, j: np.ndarr
         return score
     var = np.maximum(var, 1e-12)
     info = var * _pq(d) / ELO_PER_LOGIT**2
-    return _norm_sf(np.abs(d) / np.sqrt(var)) * info / (1.0 + info)
+    return ndtr(-np.abs(d) / np.sqrt(var)) * info / (1.0 + info)
 
 
 def _draw(rng: np.random.Generator, weights: np.ndarray) -> int:

@@ -1,0 +1,77 @@
+"""Arena's hand-over hooks and the per-process cache."""
+
+import time
+
+import pytest
+
+from arena import hooks
+from arena.ttl_cache import TTLCache, caches_clear
+
+
+def test_a_cache_entry_expires_after_its_time(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    cache = TTLCache(ttl=2.0)
+    cache.set("k", 1)
+    now[0] += 1.9
+    assert cache.get("k") == 1
+    now[0] += 0.2
+    assert cache.get("k") is None
+
+
+def test_a_full_cache_drops_the_oldest_entry_first():
+    cache = TTLCache(ttl=60, maxsize=3)
+    for k in "abcd":
+        cache.set(k, k.upper())
+    assert [cache.get(k) for k in "abcd"] == [None, "B", "C", "D"]
+    assert len(cache) == 3
+
+
+def test_get_or_set_makes_a_value_once_while_it_is_fresh():
+    cache = TTLCache(ttl=60)
+    made = []
+    for _ in range(3):
+        assert cache.get_or_set("k", lambda: made.append(1) or "v") == "v"
+    assert made == [1]
+
+
+def test_one_call_empties_every_cache():
+    a, b = TTLCache(ttl=60), TTLCache(ttl=60)
+    a.set(1, 1)
+    b.set(2, 2)
+    caches_clear()
+    assert a.get(1) is None and b.get(2) is None
+
+
+def test_an_unknown_hook_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown hook 'vote_comitted'"):
+        hooks.register("vote_comitted", lambda **kw: None)
+    with pytest.raises(ValueError, match="unknown hook"):
+        hooks.call("nothing_like_it")
+
+
+def test_every_hook_arena_calls_is_registered_by_the_app_that_owns_the_work():
+    from ratings import selectors as ratings_selectors
+    from ratings import services as ratings_services
+    from judging import screening, services as judging_services
+
+    assert hooks._registry == {
+        "vote_committed": ratings_services.ratings_vote_committed,
+        "votes_recounted": ratings_services.votes_recounted,
+        "pair_pick": ratings_selectors.pair_pick,
+        "outputs_imported": judging_services.scoring_enqueue_outputs,
+        "outputs_withheld": screening.outputs_withheld,
+        "study_jobs": judging_services.jobs_of_study,
+    }
+
+
+@pytest.mark.django_db
+def test_without_a_sampler_pairs_are_still_served_uniformly(make_study, monkeypatch):
+    from arena.models import Annotator
+    from arena.voting import task_next
+
+    monkeypatch.delitem(hooks._registry, "pair_pick")
+    study = make_study(kinds=("pairwise",), quota_per_annotator=10)
+    annotator = Annotator.objects.create()
+    a, _ = task_next(study=study, annotator=annotator, ahead=0)
+    assert a.kind == "pairwise" and a.output_left.generator_id != a.output_right.generator_id
