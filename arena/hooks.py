@@ -1,10 +1,11 @@
-"""Where arena hands work over to the apps built on it, without importing them.
+"""Where a lower app hands work over to one built on it, without importing it.
 
-arena is the lowest app: ratings and judging import its models, selectors and storage, and
-arena never imports them. Where arena's own flow reaches work they own (a vote committed,
-outputs imported, which outputs must stay hidden, which pair to show next), it calls a hook
-named here; the owning app registers the implementation in its ``AppConfig.ready()``. A hook
-nobody registered returns the caller's default, so arena runs (and is tested) on its own.
+Dependencies point one way: arena <- ratings <- judging <- ops. Where arena's own flow reaches
+work the apps above own (a vote committed, outputs imported, which outputs must stay hidden,
+which pair to show next), or the ratings recompute and board reach what judging adds (metric
+agreement, safety, question checks, judges), the lower app calls a hook named here; the owning
+app registers the implementation in its ``AppConfig.ready()``. A hook nobody registered returns
+the caller's default, so each app runs (and is tested) without those above it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ HOOKS = {
     "outputs_withheld": "(study) -> ids of outputs annotators must not see (judging's safety screen)",
     "pair_pick": "(study, criterion, generators, eligible, rng) -> (i, j) or None: ratings' pair sampler",
     "study_jobs": "(study) -> the study's latest scoring jobs, for its overview page (judging)",
+    # ratings -> judging: what automated scores and MLLM judges add to the people's board
+    "board_additions": "(study) -> f(criterion, board, base) -> dict stored with a criterion's overall board (judging)",
+    "study_recomputed": "(study): after a full recompute, figures that compare with the new fit follow (judging)",
+    "board_extras": "(study, criterion, board) -> dict of stored results shown beside the board (judging)",
+    "board_version": "(study, criterion) -> str appended to the board's version token (judging)",
 }
 
 _registry: dict[str, Callable[..., Any]] = {}

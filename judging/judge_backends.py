@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .judge_conf import HTTP, JudgeConfig
+from .scorers import WeightsUnavailable
+from .scorers.vqa import image_text_model_load
 
 __all__ = ["JudgeBackendError", "JudgeReply", "JudgeRequest", "backend_for"]
 
@@ -139,9 +141,6 @@ class TransformersBackend:
     _lock = threading.Lock()
 
     def __init__(self, cfg: JudgeConfig, device=None):
-        from .scorers import WeightsUnavailable
-        from .scorers.vqa import image_text_model_load
-
         self.cfg = cfg
         try:
             model, processor, dev = image_text_model_load(cfg.model, device, setting=cfg.setting, what="judge model")

@@ -42,6 +42,7 @@ from arena.models import Output, Study, Vote, VoteKind
 from arena.selectors import counted_votes
 from ratings import bradley_terry as bt
 from ratings import stats
+from ratings.models import LeaderboardResult
 
 from .agreement import _accuracy_with_interval
 from .models import JudgeReport, JudgeRun, JudgeVote, ScoreJob
@@ -309,8 +310,6 @@ def judge_reports_compute(*, study: Study, criterion, human_rows: list[dict], ba
 
 def judge_reports_refresh(*, study: Study) -> int:
     """Recompute and store the judges section of every criterion of the study; returns how many."""
-    from ratings.models import LeaderboardResult
-
     if not JudgeRun.objects.filter(study=study).exists():
         JudgeReport.objects.filter(study=study).delete()
         return 0

@@ -25,7 +25,9 @@ from django.db import transaction
 from django.db.models import F
 
 from arena.models import Criterion, Output, Study, Vote, VoteKind
+from arena.renditions import renditions_make_for_study
 from arena.storage import rendition_path
+from arena.voting import study_index, study_index_clear
 
 from .judge_backends import JudgeBackendError, JudgeReply, JudgeRequest, backend_for
 from .judge_conf import judge_get, judges_configured
@@ -119,9 +121,6 @@ class JudgeTask:
 
 def _displayed(study: Study) -> dict[int, str]:
     """output id -> sha256 of its rendition, for every output annotators can be shown."""
-    from arena.renditions import renditions_make_for_study
-    from arena.voting import study_index, study_index_clear
-
     renditions_make_for_study(study=study)
     study_index_clear()
     idx = study_index(study)

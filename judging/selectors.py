@@ -5,11 +5,17 @@ from __future__ import annotations
 import math
 
 from arena.charts import scatter
-from arena.models import Study
+from arena.models import Assignment, Flag, Study
 from arena.selectors import study_outputs
+from ratings.models import LeaderboardResult
 
+from . import metrics as M
+from .charts import profile_chart
 from .judge_report import judge_verdicts_shown
 from .models import GeneratorMetric, JudgeVote, OutputScore
+from .scorers import metric_catalogue
+from .scorers.nsfw import NsfwScorer
+from .screening import outputs_withheld
 
 def _fmt(v: float | None, digits: int = 3) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
@@ -26,8 +32,6 @@ def metrics_for_board(*, study: Study, board: dict | None) -> dict | None:
     board's rows as ``metric_values``) and, per metric, Spearman and Kendall correlation with
     the Bradley–Terry ratings and the pairwise accuracy against decisive human votes. Works
     before any vote too (rows from the study's generators, no agreement then)."""
-    from .scorers import metric_catalogue
-
     stored: dict[str, dict[int, tuple[float | None, dict, int]]] = {}
     questions: dict[str, dict[int, dict]] = {}
     for gid, metric, value, details, n in (
@@ -118,12 +122,6 @@ def safety_for_board(*, study: Study) -> dict | None:
     """Per generator: unsafe rate (Wilson interval) and outputs withheld; and how the
     detector agrees with annotators' "unsafe" flags on the outputs annotators were shown
     (detector unsafe = score at or above the study's threshold)."""
-    from arena.models import Assignment, Flag
-
-    from . import metrics as M
-    from .scorers.nsfw import NsfwScorer
-    from .screening import outputs_withheld
-
     outputs = dict(study_outputs(study).values_list("id", "generator_id"))
     scores = dict(
         OutputScore.objects.filter(scorer=NsfwScorer.name, output_id__in=list(outputs), value__isnull=False)
@@ -186,11 +184,6 @@ def quality_profile(*, study: Study) -> dict | None:
     assigns to a profile axis, normalised across the study's generators to 0 (worst) .. 1
     (best), direction taken into account; metrics sharing an axis are averaged. An axis on
     which all generators are equal puts them all at 1."""
-    from ratings.models import LeaderboardResult
-
-    from .charts import profile_chart
-    from .scorers import metric_catalogue
-
     gens = list(study.generators.order_by("name"))
     if len(gens) < 2:
         return None

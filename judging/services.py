@@ -22,10 +22,13 @@ from django.utils import timezone
 from arena import derived
 from arena.models import Generator, Image, Output, Study
 from arena.selectors import study_outputs
+from ratings.services import recompute_request
+from ratings.stats import wilson_interval
 
 from . import metrics as M
 from .judge_conf import judge_get
 from .models import Embedding, GeneratorMetric, OutputScore, ReferenceSet, ScoreJob
+from .scorers import ModelUnavailable, ScoreItem, WeightsUnavailable, get_scorer, scorer_class
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +64,6 @@ def scorer_config(name: str) -> dict:
 def scorer_load(name: str):
     """The configured scorer, loaded once per worker process (raises JobFailed on a model
     that is missing, corrupt or cannot run here)."""
-    from .scorers import ModelUnavailable, WeightsUnavailable, get_scorer, scorer_class
-
     cls = scorer_class(name)
     try:
         cls.prepare()
@@ -76,15 +77,11 @@ def scorer_load(name: str):
 
 def model_id_for(name: str) -> str:
     """The model id stored with scorer ``name``'s results under the current settings."""
-    from .scorers import scorer_class
-
     return scorer_class(name).model_id(scorer_config(name))
 
 
 def scorer_queue(name: str) -> str:
     """The queue a scorer's jobs run on: the GPU queue if it declares ``needs_gpu``, else the CPU one."""
-    from .scorers import scorer_class
-
     return settings.ARENA_GPU_QUEUE if scorer_class(name).needs_gpu else settings.ARENA_CPU_QUEUE
 
 
@@ -94,8 +91,6 @@ def scorer_queue(name: str) -> str:
 def scoring_enqueue_outputs(*, output_ids: list[int]) -> list[ScoreJob]:
     """After an import: one scoring job per configured scorer that scores outputs, queued on the
     scorer's queue once the rows commit; FID follows when configured and a reference exists."""
-    from .scorers import scorer_class
-
     jobs = []
     for name in settings.ARENA_SCORERS:
         if not scorer_class(name).measures:
@@ -123,7 +118,6 @@ def job_requeue(*, job: ScoreJob) -> None:
 
 
 def _job_task(job: ScoreJob):
-    from .scorers import scorer_class
     from .tasks import fid_task, generator_metrics_task, judge_study_task, score_outputs_task
 
     if job.kind == ScoreJob.Kind.JUDGE:
@@ -269,8 +263,6 @@ def _vectors_cached(shas: list[str], model_id: str, compute) -> dict[str, np.nda
 
 def score_outputs_run(*, job: ScoreJob) -> None:
     """Score the job's outputs not yet scored by this model, batch by batch."""
-    from .scorers import scorer_class
-
     name = job.scorer
     cls = scorer_class(name)
     scorer = scorer_load(name)
@@ -302,8 +294,6 @@ def score_outputs_run(*, job: ScoreJob) -> None:
 def output_scores_compute(*, cls, scorer, outputs: list[Output], model_id: str) -> list[OutputScore]:
     """Unsaved OutputScore rows for ``outputs``. Scorers that embed images read and fill the
     embedding cache and score from the cached vectors; the others read the image files."""
-    from .scorers import ScoreItem
-
     items = [
         ScoreItem(image=None, prompt=o.prompt.text, questions=tuple(o.prompt.questions or ()), text=o.target_text)
         for o in outputs
@@ -330,8 +320,6 @@ def output_scores_compute(*, cls, scorer, outputs: list[Output], model_id: str) 
 
 def _agreement_refresh(*, study_id: int) -> None:
     """New metric values: the board's stored agreement with people is recomputed with the next run."""
-    from ratings.services import recompute_request
-
     recompute_request(study_id=study_id, now_please=True)
 
 
@@ -339,10 +327,6 @@ def generator_metrics_run(*, job: ScoreJob) -> None:
     """Per-generator metrics one scorer declares: means (t interval) or shares at the
     screening threshold (Wilson interval) of its per-output measures; for scorers that embed
     images, diversity and FD / CMMD against the newest reference set."""
-    from ratings.stats import wilson_interval
-
-    from .scorers import scorer_class
-
     cls = scorer_class(job.scorer)
     study = Study.objects.get(pk=job.study_id)
     t0 = time.perf_counter()

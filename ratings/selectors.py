@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from arena import hooks
 from arena.models import Criterion, Study
 from arena.ttl_cache import TTLCache
-from judging.models import JudgeReport
 
 from .models import EloState, LeaderboardResult, RecomputeState
 from . import sampling
@@ -61,10 +61,9 @@ def board_version_get(*, study: Study, criterion: Criterion, category: str = "")
     )
     elo = EloState.objects.filter(study=study, criterion=criterion).values_list("votes_applied", flat=True).first()
     state = RecomputeState.objects.filter(study=study).values_list("running", "requested_at").first()
-    judged = JudgeReport.objects.filter(study=study, criterion=criterion).values_list("computed_at", flat=True).first()
     stamp = computed.timestamp() if computed else 0
     version = f"{stamp:.6f}-{elo or 0}-{int(bool(state and state[0]))}{int(bool(state and state[1]))}"
-    return version + (f"-j{judged.timestamp():.6f}" if judged else "")  # a finished judge run shows too
+    return version + hooks.call("board_version", study=study, criterion=criterion, default="")  # e.g. a finished judge run
 
 
 def categories_get(*, study: Study, criterion: Criterion) -> list[str]:

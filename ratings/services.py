@@ -21,7 +21,7 @@ from django.db.models import Count, Q, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
-from arena import derived
+from arena import derived, hooks
 from arena.models import Generator, Study, Vote, VoteKind
 from arena.selectors import counted_votes, withdrawn_output_ids
 
@@ -31,10 +31,6 @@ from . import stats
 from .elo import elo_step
 from .quality import annotator_quality_store, pairwise_outcome
 from .sampling import bt_standard_errors
-from judging.agreement import metric_agreement_compute
-from judging.judge_report import judge_reports_refresh
-from judging.question_checks import question_checks_compute
-from judging.selectors import safety_for_board
 from .models import EloState, LeaderboardResult, RecomputeState
 
 logger = logging.getLogger(__name__)
@@ -293,12 +289,12 @@ def study_recompute(*, study_id: int) -> bool:
     try:
         with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token):
             study = Study.objects.get(pk=study_id)
-            checks = question_checks_compute(study=study)  # one audit per study, stored with each criterion's board
+            # What the scoring app adds to each board (metric agreement, safety, question checks).
+            additions = hooks.call("board_additions", study=study, default=None)
             for criterion in study.criteria.all():
-                _recompute_criterion(study, criterion, question_checks=checks)
+                _recompute_criterion(study, criterion, additions=additions)
             annotator_quality_store(study=study)
-            # MLLM judges against the people just refitted (judge votes never enter the numbers above).
-            judge_reports_refresh(study=study)
+            hooks.call("study_recomputed", study=study)  # e.g. the judges sections follow the new fit
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         logger.exception("recompute of study %s failed", study_id)
@@ -320,7 +316,7 @@ def study_recompute(*, study_id: int) -> bool:
 _clean = board_rules.json_safe
 
 
-def _recompute_criterion(study: Study, criterion, *, question_checks: dict | None = None) -> None:
+def _recompute_criterion(study: Study, criterion, *, additions=None) -> None:
     base = counted_votes(Vote.objects.filter(study=study, criterion=criterion, is_gold=False, annotator__excluded=False), study=study)
     generators = list(Generator.objects.filter(studies=study).order_by("name").values_list("id", "name"))
     index = {gid: i for i, (gid, _) in enumerate(generators)}
@@ -390,9 +386,8 @@ def _recompute_criterion(study: Study, criterion, *, question_checks: dict | Non
             needed = _votes_needed(data)
             data["votes_needed"] = needed["value"]
             data["votes_needed_status"] = needed["status"]
-            data["metric_agreement"] = metric_agreement_compute(study=study, criterion=criterion, board=_clean(data), base=base)
-            data["safety"] = safety_for_board(study=study)
-            data["question_checks"] = question_checks
+            if additions is not None:
+                data.update(additions(criterion=criterion, board=_clean(data), base=base))
         LeaderboardResult.objects.update_or_create(
             study=study, criterion=criterion, category=cat,
             defaults={"computed_at": now, "votes_total": data["votes_total"], "data": _clean(data)},

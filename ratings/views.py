@@ -13,13 +13,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import charts, roles
+from arena import charts, hooks, roles
 from arena.api_schema import LeaderboardSerializer, errors
 from arena.models import Annotator, Study
-from judging.judge_report import judges_for_board
 from arena.services import annotator_exclusion_set
 from arena.studies import studies_progress_get
-from judging.selectors import metrics_for_board, quality_profile
 
 from .models import AnnotatorQuality
 from .selectors import board_version_get, categories_get, leaderboard_get
@@ -64,11 +62,12 @@ def board_context(study: Study, criterion, category: str) -> dict:
                 [[cnt[pos[a]][pos[b]] for b in ranked] for a in ranked] if cnt else None,
                 title="Win rate of the row generator against the column generator",
             )
-    ctx["metrics"] = metrics_for_board(study=study, board=board)
+    extras = hooks.call("board_extras", study=study, criterion=criterion, board=board, default={})
+    ctx["metrics"] = extras.get("metrics")
     ctx["safety"] = (board or {}).get("safety")  # stored by the recompute
     ctx["question_checks"] = (board or {}).get("question_checks")  # stored by the recompute
-    ctx["profile"] = quality_profile(study=study)
-    ctx["judges"] = judges_for_board(study=study, criterion=criterion)  # stored by judge runs and the recompute
+    ctx["profile"] = extras.get("profile")
+    ctx["judges"] = extras.get("judges")
     return ctx
 
 
@@ -162,14 +161,15 @@ class LeaderboardApi(APIView):
         ratings_catch_up(study_id=study.pk)
         criterion, _ = _criterion(study, request.query_params.get("criterion"))
         board = leaderboard_get(study=study, criterion=criterion, category=request.query_params.get("category", ""))
-        metrics = metrics_for_board(study=study, board=board)
+        extras = hooks.call("board_extras", study=study, criterion=criterion, board=board, default={})
+        metrics = extras.get("metrics")
         if metrics:
             metrics = {k: v for k, v in metrics.items() if k != "scatters"}
-        profile = quality_profile(study=study)
+        profile = extras.get("profile")
         extra = {
             "metrics": metrics,
             "safety": (board or {}).get("safety"),
-            "judges": judges_for_board(study=study, criterion=criterion),
+            "judges": extras.get("judges"),
             "question_checks": (board or {}).get("question_checks"),
             "quality_profile": (
                 {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}

@@ -53,7 +53,7 @@ def test_an_unknown_hook_is_refused_by_name():
 def test_every_hook_arena_calls_is_registered_by_the_app_that_owns_the_work():
     from ratings import selectors as ratings_selectors
     from ratings import services as ratings_services
-    from judging import screening, services as judging_services
+    from judging import board, screening, services as judging_services
 
     assert hooks._registry == {
         "vote_committed": ratings_services.ratings_vote_committed,
@@ -62,6 +62,10 @@ def test_every_hook_arena_calls_is_registered_by_the_app_that_owns_the_work():
         "outputs_imported": judging_services.scoring_enqueue_outputs,
         "outputs_withheld": screening.outputs_withheld,
         "study_jobs": judging_services.jobs_of_study,
+        "board_additions": board.board_additions,
+        "study_recomputed": board.study_recomputed,
+        "board_extras": board.board_extras,
+        "board_version": board.board_version,
     }
 
 
