@@ -8,7 +8,6 @@ from arena.accounts import SchemaApi, ThrottledLoginView, TokenApi
 from arena.views import healthz, media_file
 from ops import urls as ops_urls
 from ratings import urls as ratings_urls
-from ratings import urls_exports
 from judging import urls as judging_urls
 
 api_patterns = [
@@ -17,7 +16,6 @@ api_patterns = [
     path("token/", TokenApi.as_view(), name="api_token"),
     *arena_urls.api_urlpatterns,
     *ratings_urls.api_urlpatterns,
-    *urls_exports.api_urlpatterns,
     *judging_urls.api_urlpatterns,
     *ops_urls.api_urlpatterns,
 ]

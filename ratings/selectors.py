@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from arena import hooks
+from django.http import Http404
+
+from arena import hooks, roles
 from arena.models import Criterion, Study
 from arena.ttl_cache import TTLCache
 
@@ -119,3 +121,22 @@ def pair_pick(*, study: Study, criterion: Criterion, generators: list[int], elig
         return sampling.pick_pair(study.sampler, state, rng, eligible=eligible)
     except sampling.NoPairAvailable:
         return None
+
+
+def board_visible_to(user, study: Study) -> bool:
+    """Who may read a study's board: anyone when it is public, else researchers and staff."""
+    return study.public_leaderboard or roles.is_researcher(user)
+
+
+def criterion_of(study: Study, slug: str | None) -> tuple[Criterion, list[Criterion]]:
+    """The study's criterion named by `slug` (its first when none is given), and all of them;
+    Http404 when the study has none or none by that name."""
+    criteria = list(study.criteria.all())
+    if not criteria:
+        raise Http404("This study has no criteria.")
+    if slug:
+        for c in criteria:
+            if c.slug == slug:
+                return c, criteria
+        raise Http404(f"No criterion {slug!r} in this study.")
+    return criteria[0], criteria

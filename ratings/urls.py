@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "ratings"
 
@@ -13,5 +13,7 @@ urlpatterns = [
 ]
 
 api_urlpatterns = [
-    path("studies/<slug:slug>/leaderboard/", views.LeaderboardApi.as_view(), name="api_leaderboard"),
+    path("studies/<slug:slug>/leaderboard/", api.LeaderboardApi.as_view(), name="api_leaderboard"),
+    path("studies/<slug:slug>/export/votes/", api.VotesExportApi.as_view(), name="api_export_votes"),
+    path("studies/<slug:slug>/export/preferences/", api.PreferencesExportApi.as_view(), name="api_export_preferences"),
 ]

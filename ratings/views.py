@@ -1,43 +1,22 @@
-"""Leaderboard pages (researchers and staff; public when the study says so) and their JSON API."""
+"""Leaderboard pages (researchers and staff; public when the study says so); the JSON API is in api.py."""
 
 from __future__ import annotations
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.permissions import AllowAny
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from arena import charts, hooks, roles
-from arena.api_schema import LeaderboardSerializer, errors
 from arena.models import Annotator, Study
 from arena.services import annotator_exclusion_set
 from arena.studies import studies_progress_get
 
 from .models import AnnotatorQuality
-from .selectors import board_version_get, categories_get, leaderboard_get
+from .selectors import board_version_get, board_visible_to, categories_get, criterion_of, leaderboard_get
 from .services import ratings_catch_up, recompute_request
-
-
-def can_view(user, study: Study) -> bool:
-    return study.public_leaderboard or roles.is_researcher(user)
-
-
-def _criterion(study: Study, slug: str | None):
-    criteria = list(study.criteria.all())
-    if not criteria:
-        raise Http404("This study has no criteria.")
-    if slug:
-        for c in criteria:
-            if c.slug == slug:
-                return c, criteria
-        raise Http404(f"No criterion {slug!r} in this study.")
-    return criteria[0], criteria
 
 
 def board_context(study: Study, criterion, category: str) -> dict:
@@ -82,12 +61,12 @@ def leaderboard_index(request):
 
 def leaderboard_page(request, slug: str):
     study = get_object_or_404(Study, slug=slug)
-    if not can_view(request.user, study):
+    if not board_visible_to(request.user, study):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         raise PermissionDenied("Leaderboards are for researchers and staff.")
     ratings_catch_up(study_id=study.pk)
-    criterion, criteria = _criterion(study, request.GET.get("criterion"))
+    criterion, criteria = criterion_of(study, request.GET.get("criterion"))
     category = request.GET.get("category", "")
     version = board_version_get(study=study, criterion=criterion, category=category)
     if request.htmx and request.GET.get("since") == version:
@@ -135,48 +114,3 @@ def annotator_exclude(request, slug: str, pk: int):
     annotator_exclusion_set(annotator=annotator, excluded=exclude,
                             reason=request.POST.get("reason", "")[:300] or "excluded from the review list")
     return redirect("ratings:annotators", slug=slug)
-
-
-class LeaderboardApi(APIView):
-    permission_classes = [AllowAny]  # checked per study below: public boards are public
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("criterion", str, description="criterion slug (default: the study's first)"),
-            OpenApiParameter("category", str, description="prompt category (default: all prompts)"),
-        ],
-        responses={
-            200: OpenApiResponse(LeaderboardSerializer, description="the stored board with live Elo merged in "
-                                 "(before any vote is rated: `detail` and an empty `generators`)"),
-            **errors(e401="not signed in (private board)", e403="not a researcher (private board)",
-                     e404="no such study or criterion"),
-        },
-    )
-    def get(self, request, slug: str):
-        study = get_object_or_404(Study, slug=slug)
-        if not can_view(request.user, study):
-            if not request.user.is_authenticated:
-                return Response({"detail": "Authentication credentials were not provided."}, status=401)
-            return Response({"detail": "Leaderboards are for researchers and staff."}, status=403)
-        ratings_catch_up(study_id=study.pk)
-        criterion, _ = _criterion(study, request.query_params.get("criterion"))
-        board = leaderboard_get(study=study, criterion=criterion, category=request.query_params.get("category", ""))
-        extras = hooks.call("board_extras", study=study, criterion=criterion, board=board, default={})
-        metrics = extras.get("metrics")
-        if metrics:
-            metrics = {k: v for k, v in metrics.items() if k != "scatters"}
-        profile = extras.get("profile")
-        extra = {
-            "metrics": metrics,
-            "safety": (board or {}).get("safety"),
-            "judges": extras.get("judges"),
-            "question_checks": (board or {}).get("question_checks"),
-            "quality_profile": (
-                {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
-                if profile else None
-            ),
-        }
-        if board is None:
-            return Response({"detail": "No votes have been rated yet.", "generators": [], **extra}, status=200)
-        board.update(extra)
-        return Response(board)

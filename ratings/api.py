@@ -1,16 +1,20 @@
-"""REST API for exports (researchers and staff): votes as CSV/JSONL/Parquet, preference pairs."""
+"""REST API of the ratings app: the stored leaderboard (public boards are public) and the
+exports (researchers and staff): votes as CSV/JSONL/Parquet, preference pairs."""
+
+from __future__ import annotations
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena import roles
-from arena.api_schema import ExportErrorSerializer, errors
+from arena import hooks, roles
+from arena.api_schema import ExportErrorSerializer, LeaderboardSerializer, errors
 from arena.models import Study
 
 from .exports import (
@@ -22,6 +26,56 @@ from .exports import (
     preferences_export_chunks,
     votes_export_chunks,
 )
+from .selectors import board_visible_to, criterion_of, leaderboard_get
+from .services import ratings_catch_up
+
+
+class LeaderboardApi(APIView):
+    permission_classes = [AllowAny]  # checked per study below: public boards are public
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("criterion", str, description="criterion slug (default: the study's first)"),
+            OpenApiParameter("category", str, description="prompt category (default: all prompts)"),
+        ],
+        responses={
+            200: OpenApiResponse(LeaderboardSerializer, description="the stored board with live Elo merged in "
+                                 "(before any vote is rated: `detail` and an empty `generators`)"),
+            **errors(e401="not signed in (private board)", e403="not a researcher (private board)",
+                     e404="no such study or criterion"),
+        },
+    )
+    def get(self, request, slug: str):
+        study = get_object_or_404(Study, slug=slug)
+        if not board_visible_to(request.user, study):
+            if not request.user.is_authenticated:
+                return Response({"detail": "Authentication credentials were not provided."}, status=401)
+            return Response({"detail": "Leaderboards are for researchers and staff."}, status=403)
+        ratings_catch_up(study_id=study.pk)
+        criterion, _ = criterion_of(study, request.query_params.get("criterion"))
+        board = leaderboard_get(study=study, criterion=criterion, category=request.query_params.get("category", ""))
+        extras = hooks.call("board_extras", study=study, criterion=criterion, board=board, default={})
+        metrics = extras.get("metrics")
+        if metrics:
+            metrics = {k: v for k, v in metrics.items() if k != "scatters"}
+        profile = extras.get("profile")
+        extra = {
+            "metrics": metrics,
+            "safety": (board or {}).get("safety"),
+            "judges": extras.get("judges"),
+            "question_checks": (board or {}).get("question_checks"),
+            "quality_profile": (
+                {"axes": profile["axes"], "generators": [{"name": g["name"], "values": g["values"]} for g in profile["generators"]]}
+                if profile else None
+            ),
+        }
+        if board is None:
+            return Response({"detail": "No votes have been rated yet.", "generators": [], **extra}, status=200)
+        board.update(extra)
+        return Response(board)
+
+
+# --------------------------------------------------------------------------- exports
 
 
 class IsResearcher(BasePermission):
