@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "judging"
 
@@ -12,8 +12,8 @@ urlpatterns = [
 ]
 
 api_urlpatterns = [
-    path("jobs/", views.JobListApi.as_view(), name="api_jobs"),
-    path("jobs/<int:pk>/", views.JobDetailApi.as_view(), name="api_job_detail"),
-    path("studies/<slug:slug>/judge-runs/", views.JudgeRunListCreateApi.as_view(), name="api_judge_runs"),
-    path("judge-runs/<int:pk>/", views.JudgeRunDetailApi.as_view(), name="api_judge_run"),
+    path("jobs/", api.JobListApi.as_view(), name="api_jobs"),
+    path("jobs/<int:pk>/", api.JobDetailApi.as_view(), name="api_job_detail"),
+    path("studies/<slug:slug>/judge-runs/", api.JudgeRunListCreateApi.as_view(), name="api_judge_runs"),
+    path("judge-runs/<int:pk>/", api.JudgeRunDetailApi.as_view(), name="api_judge_run"),
 ]

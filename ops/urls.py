@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "ops"
 
@@ -10,5 +10,5 @@ urlpatterns = [
 ]
 
 api_urlpatterns = [
-    path("health/", views.HealthApi.as_view(), name="api_health"),
+    path("health/", api.HealthApi.as_view(), name="api_health"),
 ]

@@ -1,35 +1,16 @@
-"""Health for staff (page and API) and the staff jobs page: everything derived, stuck or not.
-
-`/healthz` (arena) stays a bare liveness check for load balancers: one database query."""
+"""The staff jobs page: everything derived, stuck or not (its health figures are also in the API, api.py)."""
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
-from drf_spectacular.utils import extend_schema
-from rest_framework.permissions import IsAdminUser
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from arena import roles
 from judging.judge_runs import judge_choices, judge_runs_recent
 from judging.models import ScoreJob
 from judging.services import jobs_recent
 
-from .selectors import broker_check, database_check, health_get, pending_get, workers_seen
+from .selectors import broker_check, database_check, pending_get, workers_seen
 from .services import derivation_rerun
-
-
-class HealthApi(APIView):
-    """Database, broker, workers seen in the last minute, owed derivations and the oldest one's age.
-    503 when the database does not answer; "status" is "degraded" when the broker is down, no
-    worker was seen or something is stuck."""
-
-    permission_classes = [IsAdminUser]
-
-    @extend_schema(responses=dict)
-    def get(self, request):
-        health = health_get()
-        return Response(health, status=503 if health["database"] != "ok" else 200)
 
 
 @roles.staff_required
