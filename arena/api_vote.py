@@ -12,6 +12,7 @@ from . import roles
 from .api_schema import NEXT_TASK_RESPONSES, VOTE_RESPONSES
 from .models import Assignment, Study
 from .voting import (
+    ServedTasks,
     VoteError,
     annotator_completion,
     annotator_for_user,
@@ -36,8 +37,9 @@ def _study_for(request, slug: str, **filters) -> Study:
     return study
 
 
-def task_payload(study: Study, annotator) -> dict:
-    served = tasks_serve(study=study, annotator=annotator)
+def task_payload(study: Study, annotator, served: ServedTasks | None = None) -> dict:
+    """The next-task answer; `served` when the vote's transaction already reserved the tasks."""
+    served = served or tasks_serve(study=study, annotator=annotator)
     current, ahead, done = served.current, served.ahead, served.done
     progress = {"done": done, "quota": study.quota_per_annotator}
     if current is None:
@@ -90,10 +92,10 @@ class VoteApi(APIView):
         annotator = annotator_for_user(request.user)
         try:
             result = vote_record(assignment_id=ser.validated_data["assignment"], annotator=annotator,
-                                 answer=ser.validated_data["answer"], study=study)
+                                 answer=ser.validated_data["answer"], study=study, serve_ahead=1)
         except VoteError as exc:
             return Response({"detail": str(exc)}, status=exc.status)
-        body = {"recorded": result.created, "skipped": result.skipped, "next": task_payload(study, annotator)}
+        body = {"recorded": result.created, "skipped": result.skipped, "next": task_payload(study, annotator, result.next)}
         if result.vote is not None and study.reveal_after_vote:
             body["revealed"] = {"left": result.vote.generator_left.name,
                                 "right": result.vote.generator_right.name if result.vote.generator_right_id else None}
