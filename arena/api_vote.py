@@ -1,6 +1,6 @@
 """Voting over the REST API (annotators): the same services as the htmx pages, the same blindness."""
 
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from . import roles
 from .api_schema import NEXT_TASK_RESPONSES, VOTE_RESPONSES
 from .models import Assignment, Study
+from .selectors import study_by_slug
 from .voting import (
     ServedTasks,
     VoteError,
@@ -30,8 +31,10 @@ class IsAnnotator(BasePermission):
         return roles.is_annotator(request.user)
 
 
-def _study_for(request, slug: str, **filters) -> Study:
-    study = get_object_or_404(Study, slug=slug, **filters)
+def _study_for(request, slug: str, *, open_only: bool = False) -> Study:
+    study = study_by_slug(slug)
+    if study is None or (open_only and not study.is_open):
+        raise Http404("No study matches the given query.")
     if not study_open_to(study, request.user):
         raise PermissionDenied("This study is open to invited annotators only.")
     return study
@@ -77,7 +80,7 @@ class NextTaskApi(APIView):
 
     @extend_schema(responses=NEXT_TASK_RESPONSES)
     def get(self, request, slug: str):
-        study = _study_for(request, slug, is_open=True)
+        study = _study_for(request, slug, open_only=True)
         return Response(task_payload(study, annotator_for_user(request.user)))
 
 

@@ -310,10 +310,11 @@ def _pending_sql(limit: int) -> str:
     cols = ", ".join([rawsql.columns(a, "a"), rawsql.columns(o, "ol"), rawsql.columns(p, "p"), rawsql.columns(o, "orr")])
     n = rawsql.width(a) + 2 * rawsql.width(o) + rawsql.width(p)
     return (
-        "SELECT c.done, c.held, " + ", ".join(f"r.c{i}" for i in range(n)) + " FROM ("
+        "SELECT c.done, c.held, c.served, " + ", ".join(f"r.c{i}" for i in range(n)) + " FROM ("
         " SELECT (SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s) AS done,"
         " (SELECT count(*) FROM arena_assignment WHERE annotator_id = %s AND study_id = %s"
-        "  AND answered_at IS NULL AND expires_at > %s) AS held) c"
+        "  AND answered_at IS NULL AND expires_at > %s) AS held,"
+        " (SELECT count(*) FROM arena_assignment WHERE annotator_id = %s AND study_id = %s) AS served) c"
         " LEFT JOIN (SELECT " + ", ".join(f"{c} AS c{i}" for i, c in enumerate(cols.split(", "))) +
         " FROM arena_assignment a JOIN arena_output ol ON ol.id = a.output_left_id"
         " JOIN arena_prompt p ON p.id = ol.prompt_id LEFT JOIN arena_output orr ON orr.id = a.output_right_id"
@@ -322,22 +323,29 @@ def _pending_sql(limit: int) -> str:
     )
 
 
-def _pending(study: Study, annotator: Annotator, limit: int) -> tuple[int, int, list[Assignment]]:
-    """(votes given, unanswered tasks held, the first `limit` of those with their outputs and
-    prompt loaded) for this annotator in this study: one statement."""
+@dataclass
+class _Held:
+    done: int  # votes given in the study
+    held: int  # unanswered, unexpired tasks reserved
+    served: int  # tasks ever reserved in the study
+    pending: list[Assignment]  # the first of the held tasks, oldest first
+
+
+def _pending(study: Study, annotator: Annotator, limit: int) -> _Held:
+    """Where the annotator stands in the study, with the first `limit` unanswered tasks (their
+    outputs and prompt loaded): one statement."""
     now = rawsql.prep(Assignment, "expires_at", timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(_pending_sql(limit), [annotator.pk, study.pk, annotator.pk, study.pk, now,
-                                             annotator.pk, study.pk, now])
+                                             annotator.pk, study.pk, annotator.pk, study.pk, now])
         rows = cursor.fetchall()
-    done, held = rows[0][0], rows[0][1]
     criteria = {c.pk: c for c in study_index(study).criteria}
     na, no, np_ = rawsql.width(Assignment), rawsql.width(Output), rawsql.width(Prompt)
     tasks = []
     for row in rows:
-        if row[2] is None:
+        if row[3] is None:
             break
-        values = row[2:]
+        values = row[3:]
         a = rawsql.instance(Assignment, values[:na])
         left = rawsql.instance(Output, values[na:na + no])
         left._state.fields_cache["prompt"] = rawsql.instance(Prompt, values[na + no:na + no + np_])
@@ -347,27 +355,27 @@ def _pending(study: Study, annotator: Annotator, limit: int) -> tuple[int, int, 
         if a.criterion_id in criteria:
             a._state.fields_cache["criterion"] = criteria[a.criterion_id]
         tasks.append(a)
-    return done, held, tasks
+    return _Held(rows[0][0], rows[0][1], rows[0][2], tasks)
 
 
 def _reserve(*, study: Study, annotator: Annotator, ahead: int) -> ServedTasks:
     """Reserve tasks up to `1 + ahead` unanswered ones, within what the quota leaves; the caller
     holds the annotator's lock, so however many requests race, the annotator never holds more
     unanswered tasks than the quota leaves."""
-    done, held, pending = _pending(study, annotator, 1 + ahead)
-    if study.quota_per_annotator - done <= 0 or not study.is_open:
-        return ServedTasks(None, [], done)
-    want = min(1 + ahead - len(pending), study.quota_per_annotator - done - held)
+    h = _pending(study, annotator, 1 + ahead)
+    if study.quota_per_annotator - h.done <= 0 or not study.is_open:
+        return ServedTasks(None, [], h.done)
+    want = min(1 + ahead - len(h.pending), study.quota_per_annotator - h.done - h.held)
     created = 0
     while created < want:
-        if _assignment_create(study=study, annotator=annotator) is None:
+        if _assignment_create(study=study, annotator=annotator, served=h.served + created) is None:
             break
         created += 1
     if created:
-        done, held, pending = _pending(study, annotator, 1 + ahead)
-    if not pending:
-        return ServedTasks(None, [], done)
-    return ServedTasks(pending[0], pending[1:], done)
+        h = _pending(study, annotator, 1 + ahead)
+    if not h.pending:
+        return ServedTasks(None, [], h.done)
+    return ServedTasks(h.pending[0], h.pending[1:], h.done)
 
 
 def tasks_serve(*, study: Study, annotator: Annotator, ahead: int = 1) -> ServedTasks:
@@ -376,15 +384,15 @@ def tasks_serve(*, study: Study, annotator: Annotator, ahead: int = 1) -> Served
 
     `current` is None when the annotator has reached the quota or nothing is left to serve.
     """
-    done, _, pending = _pending(study, annotator, 1 + ahead)
-    remaining = study.quota_per_annotator - done
+    h = _pending(study, annotator, 1 + ahead)
+    remaining = study.quota_per_annotator - h.done
     if remaining <= 0 or not study.is_open:
-        return ServedTasks(None, [], done)
-    if len(pending) < min(1 + ahead, remaining):
+        return ServedTasks(None, [], h.done)
+    if len(h.pending) < min(1 + ahead, remaining):
         with transaction.atomic():
             _lock_annotator(annotator)
             return _reserve(study=study, annotator=annotator, ahead=ahead)
-    return ServedTasks(pending[0], pending[1:], done)
+    return ServedTasks(h.pending[0], h.pending[1:], h.done)
 
 
 def task_next(*, study: Study, annotator: Annotator, ahead: int = 1) -> tuple[Assignment | None, list[Assignment]]:
@@ -503,7 +511,8 @@ def _pick_in(*, study, annotator, kind, criterion, rng, hidden, tries: int = 6) 
     return _pick_single(study=study, annotator=annotator, criterion=criterion, kind=kind, rng=rng, hidden=hidden)
 
 
-def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8) -> Assignment | None:
+def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8, served: int | None = None) -> Assignment | None:
+    """Pick and reserve one task for the annotator (`served`: how many it was ever given here, when known)."""
     kinds = [k for k in study.vote_kinds if k in VoteKind.values]
     criteria = study_index(study).criteria
     if not kinds or not criteria:
@@ -513,7 +522,8 @@ def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8)
     if study.task_blocks:
         # Tasks come in blocks of one kind and criterion, so a key means one thing inside a block.
         combos = block_order(study, annotator)
-        served = Assignment.objects.filter(study=study, annotator=annotator).count()
+        if served is None:
+            served = Assignment.objects.filter(study=study, annotator=annotator).count()
         start = (served // max(1, study.block_size)) % len(combos)
         for kind, criterion in combos[start:] + combos[:start]:
             combo = (kind, criterion.pk)

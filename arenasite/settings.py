@@ -96,10 +96,6 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["CONN_MAX_AGE"] = 0
 else:
     _db["CONN_HEALTH_CHECKS"] = True
-    if env_bool("DB_SERVER_SIDE_BINDING", False):
-        # Parameters bound by the server: a statement run often on one connection is prepared
-        # once (psycopg's prepare_threshold), so PostgreSQL stops parsing and planning it anew.
-        _db.setdefault("OPTIONS", {})["server_side_binding"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

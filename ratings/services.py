@@ -56,19 +56,21 @@ def ratings_vote_committed(*, study_id: int, criterion_id: int) -> None:
         logger.exception("could not request ratings for study %s, criterion %s", study_id, criterion_id)
 
 
-def _mark_requested(model, now, **lookup) -> tuple[int, object, object]:
+def _mark_requested(model, now, extra: tuple[str, ...] = (), **lookup) -> tuple:
     """Record that the row's work was asked for (keeping the oldest outstanding request).
+    Returns (pk, requested_at, queued_at, *extra fields).
 
     A plain read comes first: while a request is outstanding (the usual case under load) a vote
     costs no write and never waits on a lock held by the running task.
     """
-    row = model.objects.filter(**lookup).values_list("pk", "requested_at", "queued_at").first()
+    fields = ("pk", "requested_at", "queued_at", *extra)
+    row = model.objects.filter(**lookup).values_list(*fields).first()
     if row is None:
         obj, _ = model.objects.get_or_create(**lookup, defaults={"requested_at": now})
-        row = (obj.pk, obj.requested_at, obj.queued_at)
+        row = tuple(getattr(obj, f) for f in fields)
     if row[1] is None:
         model.objects.filter(pk=row[0], requested_at__isnull=True).update(requested_at=now)
-        row = model.objects.filter(pk=row[0]).values_list("pk", "requested_at", "queued_at").first()
+        row = model.objects.filter(pk=row[0]).values_list(*fields).first()
     return row
 
 
@@ -86,13 +88,16 @@ def elo_request(*, study_id: int, criterion_id: int) -> None:
 def recompute_request(*, study_id: int, now_please: bool = False) -> None:
     """Ask for a full recompute, debounced; `now_please` ("Recompute now") always queues a run."""
     now = timezone.now()
-    pk, requested_at, queued_at = _mark_requested(RecomputeState, now, study_id=study_id)
+    pk, requested_at, queued_at, running, heartbeat_at = _mark_requested(
+        RecomputeState, now, ("running", "heartbeat_at"), study_id=study_id
+    )
     if now_please:
         RecomputeState.objects.filter(pk=pk).update(queued_at=now)
         derived.publish_backoff_clear()
         _recompute_publish(study_id, countdown=0)
         return
-    _recompute_dispatch(pk=pk, study_id=study_id, requested_at=requested_at, queued_at=queued_at, now=now)
+    _recompute_dispatch(pk=pk, study_id=study_id, requested_at=requested_at, queued_at=queued_at, now=now,
+                        running=running, heartbeat_at=heartbeat_at)
 
 
 def _recompute_publish(study_id: int, countdown: float) -> bool:
