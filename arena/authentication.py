@@ -4,7 +4,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
@@ -35,7 +34,7 @@ class ExpiringTokenAuthentication(TokenAuthentication):
                f" FROM {rawsql.q(token_model._meta.db_table)} t JOIN {rawsql.q(user_model._meta.db_table)} u"
                f" ON u.{rawsql.q(user_model._meta.pk.column)} = t.{rawsql.q(token_model._meta.get_field('user').column)}"
                f" WHERE t.{rawsql.q(token_model._meta.pk.column)} = %s")
-        with connection.cursor() as cursor:
+        with rawsql.cursor() as cursor:
             cursor.execute(sql, [key])
             row = cursor.fetchone()
         if row is None:

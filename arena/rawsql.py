@@ -13,6 +13,37 @@ from functools import lru_cache
 
 from django.db import connection
 
+try:
+    import psycopg
+except ImportError:  # SQLite only
+    psycopg = None
+
+
+if psycopg is not None:
+
+    class _PreparedCursor(psycopg.Cursor):
+        """Parameters bound by the server, the statement prepared once per connection: these few
+        statements run on every vote, so PostgreSQL parses and plans each once, not per request."""
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True, binary=binary)
+
+
+def cursor():
+    """A cursor for the fixed statements (prepared on PostgreSQL with psycopg 3; Django's own
+    cursor elsewhere). It is Django's cursor wrapper, so query logging and wrappers still see them."""
+    if psycopg is None or connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # Django leaves automatic preparing off (for poolers); these cursors ask for it
+        # explicitly, and the ORM's client-side cursors never prepare, whatever the threshold.
+        raw.prepare_threshold = 2**31
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_PreparedCursor(raw))
+
 
 def q(name: str) -> str:
     return connection.ops.quote_name(name)
@@ -79,14 +110,14 @@ def insert(obj, *, ignore_conflicts: bool = False) -> bool:
     model = type(obj)
     sql, fields, auto = _insert_sql(model, ignore_conflicts, connection.vendor)
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    with cursor() as cur:
+        cur.execute(sql, params)
         if auto:
-            row = cursor.fetchone()
+            row = cur.fetchone()
             if row is None:
                 return False
             setattr(obj, model._meta.pk.attname, row[0])
-        elif cursor.rowcount == 0:
+        elif cur.rowcount == 0:
             return False
     obj._state.adding = False
     obj._state.db = connection.alias

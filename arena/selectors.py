@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import connection
 
 from . import rawsql
 from .models import Study, WithdrawnOutput
@@ -10,7 +9,7 @@ from .models import Study, WithdrawnOutput
 
 def study_by_slug(slug: str) -> Study | None:
     """The study with this slug (what every voting request reads first), without compiling a query."""
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(f"SELECT {rawsql.columns(Study, 's')} FROM arena_study s WHERE s.slug = %s", [slug])
         row = cursor.fetchone()
     return rawsql.instance(Study, row) if row is not None else None

@@ -301,7 +301,7 @@ def _lock_annotator(annotator: Annotator) -> None:
     sql = "SELECT id FROM arena_annotator WHERE id = %s"
     if connection.features.has_select_for_update:
         sql += " FOR UPDATE"
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(sql, [annotator.pk])
 
 
@@ -335,7 +335,7 @@ def _pending(study: Study, annotator: Annotator, limit: int) -> _Held:
     """Where the annotator stands in the study, with the first `limit` unanswered tasks (their
     outputs and prompt loaded): one statement."""
     now = rawsql.prep(Assignment, "expires_at", timezone.now())
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(_pending_sql(limit), [annotator.pk, study.pk, annotator.pk, study.pk, now,
                                              annotator.pk, study.pk, annotator.pk, study.pk, now])
         rows = cursor.fetchall()
@@ -621,7 +621,7 @@ def _item_counts(study: Study, annotator: Annotator, keys: list[str]) -> tuple[d
         f" FROM arena_assignment WHERE study_id = %s AND item_key IN ({', '.join(['%s'] * len(keys))}) GROUP BY item_key"
     )
     now = rawsql.prep(Assignment, "expires_at", timezone.now())
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(sql, [False, now, annotator.pk, study.pk, *keys])
         rows = cursor.fetchall()
     return {k: n for k, n, _ in rows if n}, {k for k, _, mine in rows if mine}
@@ -792,7 +792,7 @@ def _assignment_for_vote(assignment_id: uuid.UUID, annotator: Annotator, study: 
     )
     if connection.features.has_select_for_update_of:
         sql += " FOR UPDATE OF a"
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(sql, [rawsql.prep(Assignment, "id", assignment_id), annotator.pk, study.pk])
         row = cursor.fetchone()
     if row is None:
@@ -815,7 +815,7 @@ def _answered_within_quota(a: Assignment, annotator: Annotator, now) -> bool:
     (counted after the annotator's lock was taken, so racing votes cannot both pass)."""
     sql = ("UPDATE arena_assignment SET answered_at = %s WHERE id = %s"
            " AND (SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s) < %s")
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(sql, [rawsql.prep(Assignment, "answered_at", now), rawsql.prep(Assignment, "id", a.pk),
                              annotator.pk, a.study_id, a.study.quota_per_annotator])
         return cursor.rowcount == 1

@@ -224,9 +224,11 @@ class CpuMeter:
         self.thread.start()
 
     def _sample(self, conn, name: str) -> None:
-        pids = [r[0] for r in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
-        found = {("postgres", pid): _ticks(pid) for pid in pids}
+        rows = conn.execute("SELECT pid, application_name FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+        # Backends are told apart by the application name each side connects with.
+        found = {("pg-" + (app.removeprefix("bench-") if app.startswith("bench-") else "other"), pid): _ticks(pid)
+                 for pid, app in rows}
         for label, root in self.roots.items():
             for pid in _tree_pids(root):
                 found[(label, pid)] = _ticks(pid)
@@ -369,10 +371,11 @@ def main() -> None:
         cmd += ["--threads", str(a.threads)]
     if a.worker_class:
         cmd += ["-k", a.worker_class]
-    web = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    web = subprocess.Popen(cmd, cwd=ROOT, env={**env, "DATABASE_URL": db_url + "?application_name=bench-web"})
     worker = subprocess.Popen(
         [PY, "-m", "celery", "-A", "arenasite", "worker", "-Q", "default", "-c", "1", "-l", "WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"], cwd=ROOT, env=env,
+         "--without-gossip", "--without-mingle", "--without-heartbeat"], cwd=ROOT,
+        env={**env, "DATABASE_URL": db_url + "?application_name=bench-celery"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = [web, worker]
     results = []
@@ -420,11 +423,12 @@ def main() -> None:
         print(hdr)
         for name, r in (("baseline GET /healthz", base), ("round trip (API vote + next)", vote)):
             print(f"  {name:30s} {r['rps']:7.0f} {r['p50']:7.1f} {r['p99']:7.1f} {r['statements']:6.1f} {r['xacts']:6.1f}"
-                  f" {r['cpu'].get('web', 0):10.2f} {r['cpu'].get('postgres', 0):9.2f}")
+                  f" {r['cpu'].get('web', 0):10.2f} {r['cpu'].get('pg-web', 0):9.2f}")
         ratio = vote["rps"] / base["rps"] if base["rps"] else float("nan")
         print(f"  ratio round trips/s / healthz req/s: {ratio:.3f}   (target >= 0.15)"
               f"   p99 / baseline p99: {vote['p99'] / base['p99']:.1f}   (target <= 3)")
-        print(f"  Celery worker CPU per round trip: {vote['cpu'].get('celery', 0):.2f} ms;"
+        print(f"  Celery worker (Elo, recompute) CPU per round trip: {vote['cpu'].get('celery', 0):.2f} ms,"
+              f" its PostgreSQL backends {vote['cpu'].get('pg-celery', 0):.2f} ms;"
               f" responses by status: {dict(sorted(vote['codes'].items()))}; connection errors: {vote['errors']}")
         finite = sorted(x for x in lags if x != float("inf"))
         if lags and finite:
@@ -434,7 +438,7 @@ def main() -> None:
     print(f"\n  votes in database: {votes}; 201 responses: {len(created)}; distinct assignments voted: {distinct}"
           f"  -> lost {lost}, duplicated {votes - distinct}")
     print("  (stmts: SQL statements per request in the web workers; xacts: PostgreSQL transactions per request;"
-          " CPU: milliseconds per request, web = gunicorn processes, PG = the database's backends)")
+          " CPU: milliseconds per request, web = gunicorn processes, PG = the database backends serving them)")
 
 
 if __name__ == "__main__":

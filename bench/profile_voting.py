@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--round-trips", type=int, default=300)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sql", action="store_true", help="print the statements of one round trip")
+    ap.add_argument("--unprepared", action="store_true", help="run the fixed statements unprepared (to compare)")
     a = ap.parse_args()
     os.environ.update(DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/arena_bench"),
                       DEBUG="0", SECRET_KEY="bench-secret-key-not-for-production", ALLOWED_HOSTS="testserver",
@@ -40,7 +41,14 @@ def main() -> None:
     from django.test.utils import CaptureQueriesContext
     from rest_framework.authtoken.models import Token
 
-    token = Token.objects.order_by("key").first().key
+    from django.db.models import Count
+
+    # The annotator with the fewest votes so far, so that repeated runs do not exhaust one.
+    if a.unprepared:
+        from arena import rawsql
+
+        rawsql.cursor = connection.cursor
+    token = Token.objects.annotate(n=Count("user__annotator__votes")).order_by("n", "key").first().key
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
     task = client.get("/api/studies/bench/next-task/").json()["task"]
 
@@ -60,11 +68,20 @@ def main() -> None:
     if a.sql:
         for q in ctx.captured_queries:
             print(f"  {q['time']}s  {q['sql'][:300]}")
-    t0, c0 = time.perf_counter(), time.process_time()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+
+    def backend_cpu() -> float:
+        fields = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    t0, c0, b0 = time.perf_counter(), time.process_time(), backend_cpu()
     for _ in range(a.round_trips):
         round_trip()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"{a.round_trips} round trips: {wall / a.round_trips * 1000:.2f} ms wall, {cpu / a.round_trips * 1000:.2f} ms CPU each")
+    wall, cpu, pg = time.perf_counter() - t0, time.process_time() - c0, backend_cpu() - b0
+    print(f"{a.round_trips} round trips: {wall / a.round_trips * 1000:.2f} ms wall, {cpu / a.round_trips * 1000:.2f} ms CPU"
+          f" in Python, {pg / a.round_trips * 1000:.2f} ms CPU in the PostgreSQL backend, each")
     prof = cProfile.Profile()
     t0, c0 = time.perf_counter(), time.process_time()
     prof.enable()
