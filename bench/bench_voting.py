@@ -1,14 +1,21 @@
-"""Voting throughput: gunicorn on PostgreSQL, N simulated annotators looping "get task -> vote".
+"""Voting throughput: gunicorn on PostgreSQL, N simulated annotators looping "vote -> next task".
 
 Each simulated annotator fetches a task once, then votes; every vote's response carries the
 next task, so one vote is one round trip. Printed side by side with a baseline measured in
-the same run under the same load: a bare endpoint that does one database query.
+the same run under the same load: a bare endpoint that does one database query. For each
+phase: requests/s, p50 and p99 latency, SQL statements per request in the web workers,
+PostgreSQL transactions per request, and CPU milliseconds per request in the web processes
+and in the database backends serving them (and in the Celery worker keeping Elo current).
+At the end every 201 response's vote is looked up in the database (lost) and counted once
+(duplicated).
 
-    python bench/bench_voting.py [--clients 32] [--seconds 20] [--workers 4] [--threads 4]
+    python bench/bench_voting.py [--annotators 32,128] [--seconds 20]
+                                 [--workers N] [--threads N] [--worker-class gthread]
 
-Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/arena_bench;
-the database is dropped and created). Uses Redis for Celery when CELERY_BROKER_URL is set
-(a default worker runs to keep Elo current and the vote-to-Elo lag is reported).
+gunicorn runs with arenasite/gunicorn.conf.py unless told otherwise. Needs PostgreSQL
+(BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/arena_bench; the database is
+dropped and created). Uses Redis for Celery when CELERY_BROKER_URL is set (a default worker
+runs to keep Elo current and the vote-to-Elo lag is reported).
 """
 
 from __future__ import annotations
