@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from collections import defaultdict
 from datetime import datetime
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from arena import derived
-from arena.models import Annotator, Generator, Study, Vote, VoteKind
+from arena.models import Annotator, Generator, Output, Study, Vote, VoteKind
 from arena.selectors import counted_votes, withdrawn_output_ids
 from arena.sampling import bt_standard_errors
 
@@ -308,6 +309,25 @@ def recompute_claim(*, study_id: int) -> datetime | None:
     return now if claimed else None
 
 
+RECOMPUTE_WORK_MEM = "64MB"
+
+
+@contextmanager
+def _aggregation_memory():
+    """Room for the recompute's aggregations over every vote to hash in memory (PostgreSQL's
+    default 4 MB spills 1M votes' item counts to disk); the connection's default comes back after."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET work_mem = '{RECOMPUTE_WORK_MEM}'")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET work_mem")
+
+
 def study_recompute(*, study_id: int) -> bool:
     """Recompute every stored leaderboard of a study. False if a live run holds the claim."""
     token = recompute_claim(study_id=study_id)
@@ -319,7 +339,7 @@ def study_recompute(*, study_id: int) -> bool:
     t0 = time.perf_counter()
     error = ""
     try:
-        with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token):
+        with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token), _aggregation_memory():
             study = Study.objects.get(pk=study_id)
             for criterion in study.criteria.all():
                 _recompute_criterion(study, criterion)
@@ -565,23 +585,26 @@ def _agreement(base) -> dict:
     out = {}
     lo, hi = Least("output_left_id", "output_right_id"), Greatest("output_left_id", "output_right_id")
     pairwise_value = pairwise_outcome()
-    prompt = "output_left__prompt_id"
+    # An item's prompt is its (lower) output's: read from the outputs afterwards, so the
+    # aggregation over every vote joins nothing.
     specs = {
-        VoteKind.LIKERT: ("ordinal", base.filter(kind=VoteKind.LIKERT).values_list("output_left_id", Value(0), prompt, "score")),
-        VoteKind.BINARY: ("nominal", base.filter(kind=VoteKind.BINARY).values_list("output_left_id", Value(0), prompt, "score")),
-        VoteKind.PAIRWISE: ("nominal", base.filter(kind=VoteKind.PAIRWISE).annotate(u0=lo, u1=hi, v=pairwise_value).values_list("u0", "u1", prompt, "v")),
+        VoteKind.LIKERT: ("ordinal", base.filter(kind=VoteKind.LIKERT).values_list("output_left_id", Value(0), "score")),
+        VoteKind.BINARY: ("nominal", base.filter(kind=VoteKind.BINARY).values_list("output_left_id", Value(0), "score")),
+        VoteKind.PAIRWISE: ("nominal", base.filter(kind=VoteKind.PAIRWISE).annotate(u0=lo, u1=hi, v=pairwise_value).values_list("u0", "u1", "v")),
     }
     for kind, (level, qs) in specs.items():
-        rows = np.array(list(qs.annotate(n=Count("id")).order_by()), dtype=np.int64).reshape(-1, 5)
+        rows = np.array(list(qs.annotate(n=Count("id")).order_by()), dtype=np.int64).reshape(-1, 4)
         empty = {"alpha": None, "low": None, "high": None, "units": 0, "prompts": 0, "level": level}
         if len(rows) == 0:
             out[kind] = empty
             continue
         keys, first, unit = np.unique(rows[:, 0] * (rows[:, 1].max() + 1) + rows[:, 1], return_index=True, return_inverse=True)
-        values, code = np.unique(rows[:, 3], return_inverse=True)
+        values, code = np.unique(rows[:, 2], return_inverse=True)
         counts = np.zeros((keys.size, values.size))
-        np.add.at(counts, (unit, code), rows[:, 4])
-        unit_prompt = rows[first, 2]
+        np.add.at(counts, (unit, code), rows[:, 3])
+        unit_output = rows[first, 0]
+        prompt_of = dict(Output.objects.filter(pk__in=np.unique(unit_output).tolist()).values_list("id", "prompt_id"))
+        unit_prompt = np.array([prompt_of[o] for o in unit_output.tolist()], dtype=np.int64)
         pairable = counts.sum(axis=1) >= 2
         if not pairable.any():
             out[kind] = empty
