@@ -30,9 +30,11 @@ if psycopg is not None:
 
 
 def cursor():
-    """A cursor for the fixed statements (prepared on PostgreSQL with psycopg 3; Django's own
-    cursor elsewhere). It is Django's cursor wrapper, so query logging and wrappers still see them."""
-    if psycopg is None or connection.vendor != "postgresql":
+    """A cursor for the fixed statements: prepared on PostgreSQL with psycopg 3, Django's own cursor
+    elsewhere. Either way it is Django's cursor wrapper, so execute wrappers still see them."""
+    if psycopg is None or connection.vendor != "postgresql" or connection.queries_logged:
+        # Elsewhere, and while queries are logged (DEBUG, tests capturing them), the statements
+        # run unprepared, so the log shows them with their values.
         return connection.cursor()
     connection.close_if_health_check_failed()
     connection.ensure_connection()
@@ -127,3 +129,22 @@ def insert(obj, *, ignore_conflicts: bool = False) -> bool:
 def prep(model, field_name: str, value):
     """A value for a parameter compared with `model.field_name`, adapted as the ORM adapts it."""
     return model._meta.get_field(field_name).get_db_prep_value(value, connection)
+
+
+def value_reader(model, field_name: str):
+    """A function turning a raw column value of `model.field_name` into what the ORM would give."""
+    return _reader(model, field_name, connection.vendor)
+
+
+@lru_cache(maxsize=None)
+def _reader(model, field_name: str, vendor: str):
+    f = model._meta.get_field(field_name)
+    col = f.get_col(model._meta.db_table)
+    convs = tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
+
+    def read(value):
+        for conv in convs:
+            value = conv(value, col, connection)
+        return value
+
+    return read

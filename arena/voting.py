@@ -70,7 +70,20 @@ class StudyIndex:
     allowed_groups: frozenset[str] = frozenset()
     # The calibration set: (kind, criterion id, item key, left output, right output), in serving order.
     calibration: list[tuple[str, int, str, int, int | None]] = field(default_factory=list)
+    # output id -> (generator id, prompt id, image id), and the prompts: what a task just reserved
+    # shows, without reading it back.
+    output_row: dict[int, tuple[int, int, str]] = field(default_factory=dict)
+    prompts: dict[int, Prompt] = field(default_factory=dict)
     built_at: float = 0.0
+
+    def output(self, oid: int) -> Output | None:
+        """A fresh Output instance for a servable output, its prompt loaded (other fields load on use)."""
+        row = self.output_row.get(oid)
+        if row is None or row[1] not in self.prompts:
+            return None
+        out = Output.from_db(None, ["id", "generator_id", "prompt_id", "image_id"], [oid, *row])
+        out._state.fields_cache["prompt"] = self.prompts[row[1]]
+        return out
 
 
 _INDEX: dict[tuple, StudyIndex] = {}
@@ -132,7 +145,9 @@ def study_index(study: Study) -> StudyIndex:
     for oid, gid, pid, sha in outputs.values_list("id", "generator_id", "prompt_id", "image_id"):
         if sha in by_image and oid not in withheld:  # only what can be shown blind (and safely) is served
             idx.display[oid] = by_image[sha]
+            idx.output_row[oid] = (gid, pid, sha)
             rows.append((oid, gid, pid))
+    idx.prompts = Prompt.objects.in_bulk({pid for _, _, pid in rows})
     for oid, gid, pid in rows:
         idx.output_generator[oid] = gid
         idx.by_gen_prompt.setdefault((gid, pid), []).append(oid)
@@ -366,16 +381,32 @@ def _reserve(*, study: Study, annotator: Annotator, ahead: int) -> ServedTasks:
     if study.quota_per_annotator - h.done <= 0 or not study.is_open:
         return ServedTasks(None, [], h.done)
     want = min(1 + ahead - len(h.pending), study.quota_per_annotator - h.done - h.held)
-    created = 0
-    while created < want:
-        if _assignment_create(study=study, annotator=annotator, served=h.served + created) is None:
+    created: list[Assignment] = []
+    while len(created) < want:
+        a = _assignment_create(study=study, annotator=annotator, served=h.served + len(created))
+        if a is None:
             break
-        created += 1
+        created.append(a)
     if created:
-        h = _pending(study, annotator, 1 + ahead)
+        if all(_outputs_from_index(study, a) for a in created):
+            h.pending += created  # reserved after every held one, so last in serving order
+        else:
+            h = _pending(study, annotator, 1 + ahead)
     if not h.pending:
         return ServedTasks(None, [], h.done)
     return ServedTasks(h.pending[0], h.pending[1:], h.done)
+
+
+def _outputs_from_index(study: Study, a: Assignment) -> bool:
+    """Give a just-reserved task its outputs and prompt from the study index (False if it lacks one)."""
+    idx = study_index(study)
+    left = idx.output(a.output_left_id)
+    right = idx.output(a.output_right_id) if a.output_right_id is not None else None
+    if left is None or (a.output_right_id is not None and right is None):
+        return False
+    a._state.fields_cache["output_left"] = left
+    a._state.fields_cache["output_right"] = right
+    return True
 
 
 def tasks_serve(*, study: Study, annotator: Annotator, ahead: int = 1) -> ServedTasks:

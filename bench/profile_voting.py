@@ -67,7 +67,7 @@ def main() -> None:
     print(f"one round trip: {len(ctx.captured_queries)} statements")
     if a.sql:
         for q in ctx.captured_queries:
-            print(f"  {q['time']}s  {q['sql'][:300]}")
+            print(f"  {q['time']}s  {(q['sql'] or '(prepared statement)')[:300]}")
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]

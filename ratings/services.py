@@ -22,7 +22,7 @@ from django.db.models import Count, Q, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
-from arena import derived
+from arena import derived, rawsql
 from arena.models import Annotator, Generator, Output, Study, Vote, VoteKind
 from arena.selectors import counted_votes, withdrawn_output_ids
 from arena.sampling import bt_standard_errors
@@ -51,10 +51,43 @@ def ratings_vote_committed(*, study_id: int, criterion_id: int) -> None:
     stays recorded as requested for the next vote, page view or sweep.
     """
     try:
-        elo_request(study_id=study_id, criterion_id=criterion_id)
-        recompute_request(study_id=study_id)
+        elo, recompute = _requests_outstanding(study_id=study_id, criterion_id=criterion_id)
+        now = timezone.now()
+        if elo is None:
+            elo_request(study_id=study_id, criterion_id=criterion_id)
+        else:
+            from .tasks import elo_apply_task
+
+            derived.dispatch(EloState, pk=elo[0], requested_at=elo[1], queued_at=elo[2], task=elo_apply_task,
+                             args=(study_id, criterion_id), now=now)
+        if recompute is None:
+            recompute_request(study_id=study_id)
+        else:
+            pk, requested_at, queued_at, running, heartbeat_at = recompute
+            _recompute_dispatch(pk=pk, study_id=study_id, requested_at=requested_at, queued_at=queued_at, now=now,
+                                running=running, heartbeat_at=heartbeat_at)
     except Exception:
         logger.exception("could not request ratings for study %s, criterion %s", study_id, criterion_id)
+
+
+def _requests_outstanding(*, study_id: int, criterion_id: int) -> tuple[tuple | None, tuple | None]:
+    """The study's Elo and recompute rows when both already record an outstanding request (the
+    usual case under load, when a vote needs no write), read in one statement; None for a row
+    that is missing or not requested, which then takes the full path."""
+    sql = (
+        "SELECT e.id, e.requested_at, e.queued_at, r.id, r.requested_at, r.queued_at, r.running, r.heartbeat_at"
+        " FROM (SELECT 1 AS one) x"
+        f" LEFT JOIN {EloState._meta.db_table} e ON e.study_id = %s AND e.criterion_id = %s"
+        f" LEFT JOIN {RecomputeState._meta.db_table} r ON r.study_id = %s"
+    )
+    with rawsql.cursor() as cursor:
+        cursor.execute(sql, [study_id, criterion_id, study_id])
+        row = cursor.fetchone()
+    convert = rawsql.value_reader(EloState, "requested_at")
+    elo = (row[0], convert(row[1]), convert(row[2])) if row[0] is not None and row[1] is not None else None
+    recompute = ((row[3], convert(row[4]), convert(row[5]), bool(row[6]), convert(row[7]))
+                 if row[3] is not None and row[4] is not None else None)
+    return elo, recompute
 
 
 def _mark_requested(model, now, extra: tuple[str, ...] = (), **lookup) -> tuple:
