@@ -9,6 +9,7 @@ Columns come from the models' metadata, so a field added to a model is read and 
 
 from __future__ import annotations
 
+import weakref
 from functools import lru_cache
 
 from django.db import connection
@@ -29,6 +30,9 @@ if psycopg is not None:
             return super().execute(query, params, prepare=True, binary=binary)
 
 
+_generic: weakref.WeakSet = weakref.WeakSet()
+
+
 def cursor():
     """A cursor for the fixed statements: prepared on PostgreSQL with psycopg 3, Django's own cursor
     elsewhere. Either way it is Django's cursor wrapper, so execute wrappers still see them."""
@@ -43,6 +47,12 @@ def cursor():
         # Django leaves automatic preparing off (for poolers); these cursors ask for it
         # explicitly, and the ORM's client-side cursors never prepare, whatever the threshold.
         raw.prepare_threshold = 2**31
+    if raw not in _generic and not connection.in_atomic_block:
+        # Every fixed statement is a lookup by key, so one generic plan serves all its runs
+        # (PostgreSQL would otherwise plan each run anew). Only prepared statements are
+        # affected; set outside a transaction, so no rollback undoes it.
+        raw.execute("SET plan_cache_mode = force_generic_plan")
+        _generic.add(raw)
     with connection.wrap_database_errors:
         return connection._prepare_cursor(_PreparedCursor(raw))
 

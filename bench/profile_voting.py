@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--sql", action="store_true", help="print the statements of one round trip")
     ap.add_argument("--unprepared", action="store_true", help="run the fixed statements unprepared (to compare)")
+    ap.add_argument("--generic", action="store_true", help="force generic plans for the prepared statements (to compare)")
     a = ap.parse_args()
     os.environ.update(DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/arena_bench"),
                       DEBUG="0", SECRET_KEY="bench-secret-key-not-for-production", ALLOWED_HOSTS="testserver",
@@ -48,6 +49,9 @@ def main() -> None:
         from arena import rawsql
 
         rawsql.cursor = connection.cursor
+    if a.generic:
+        with connection.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
     token = Token.objects.annotate(n=Count("user__annotator__votes")).order_by("n", "key").first().key
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
     task = client.get("/api/studies/bench/next-task/").json()["task"]
