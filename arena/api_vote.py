@@ -1,6 +1,6 @@
 """Voting over the REST API (annotators): the same services as the htmx pages, the same blindness."""
 
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -11,7 +11,9 @@ from rest_framework.views import APIView
 from . import questions, roles
 from .api_schema import NEXT_TASK_RESPONSES, VOTE_RESPONSES
 from .models import Assignment, Study
+from .selectors import study_by_slug
 from .voting import (
+    ServedTasks,
     VoteError,
     annotator_completion,
     annotator_for_user,
@@ -29,15 +31,18 @@ class IsAnnotator(BasePermission):
         return roles.is_annotator(request.user)
 
 
-def _study_for(request, slug: str, **filters) -> Study:
-    study = get_object_or_404(Study, slug=slug, **filters)
+def _study_for(request, slug: str, *, open_only: bool = False) -> Study:
+    study = study_by_slug(slug)
+    if study is None or (open_only and not study.is_open):
+        raise Http404("No study matches the given query.")
     if not study_open_to(study, request.user):
         raise PermissionDenied("This study is open to invited annotators only.")
     return study
 
 
-def task_payload(study: Study, annotator) -> dict:
-    served = tasks_serve(study=study, annotator=annotator)
+def task_payload(study: Study, annotator, served: ServedTasks | None = None) -> dict:
+    """The next-task answer; `served` when the vote's transaction already reserved the tasks."""
+    served = served or tasks_serve(study=study, annotator=annotator)
     current, ahead, done = served.current, served.ahead, served.done
     progress = {"done": done, "quota": study.quota_per_annotator}
     if current is None:
@@ -82,7 +87,7 @@ class NextTaskApi(APIView):
 
     @extend_schema(responses=NEXT_TASK_RESPONSES)
     def get(self, request, slug: str):
-        study = _study_for(request, slug, is_open=True)
+        study = _study_for(request, slug, open_only=True)
         return Response(task_payload(study, annotator_for_user(request.user)))
 
 
@@ -98,10 +103,10 @@ class VoteApi(APIView):
         try:
             result = vote_record(assignment_id=ser.validated_data["assignment"], annotator=annotator,
                                  answer=ser.validated_data["answer"], study=study,
-                                 question_answers=ser.validated_data["questions"])
+                                 question_answers=ser.validated_data["questions"], serve_ahead=1)
         except VoteError as exc:
             return Response({"detail": str(exc)}, status=exc.status)
-        body = {"recorded": result.created, "skipped": result.skipped, "next": task_payload(study, annotator)}
+        body = {"recorded": result.created, "skipped": result.skipped, "next": task_payload(study, annotator, result.next)}
         if result.vote is not None and study.reveal_after_vote:
             body["revealed"] = {"left": result.vote.generator_left.name,
                                 "right": result.vote.generator_right.name if result.vote.generator_right_id else None}

@@ -15,6 +15,7 @@ from .accounts import client_address, keyed_hash
 from .authentication import ExpiringTokenAuthentication
 from .models import Annotator, Assignment, Study, Vote
 from .voting import (
+    ServedTasks,
     VoteError,
     annotator_completion,
     annotator_done_count,
@@ -75,8 +76,8 @@ KEYS = {
 }
 
 
-def _task_context(study: Study, annotator: Annotator) -> dict:
-    served = tasks_serve(study=study, annotator=annotator)
+def _task_context(study: Study, annotator: Annotator, served: ServedTasks | None = None) -> dict:
+    served = served or tasks_serve(study=study, annotator=annotator)
     current, ahead, done = served.current, served.ahead, served.done
     completion = annotator_completion(study=study, annotator=annotator, done=done, has_task=current is not None)
     new_block = False
@@ -156,6 +157,7 @@ def vote_answer(request, slug: str):
         result = vote_record(
             assignment_id=request.POST.get("assignment", ""), annotator=annotator, answer=request.POST.get("answer", ""),
             study=study, question_answers=questions.answers_from_form(request.POST),
+            serve_ahead=None if study.reveal_after_vote or not request.htmx else 1,
         )
     except VoteError as exc:
         # The refusal is shown above the task that takes its place (the whole page without htmx).
@@ -169,7 +171,7 @@ def vote_answer(request, slug: str):
         return render(request, "arena/vote.html#task" if request.htmx else "arena/vote.html", ctx)
     if not request.htmx:
         return redirect("arena:vote", slug=slug)
-    return render(request, "arena/vote.html#task", _task_context(study, annotator))
+    return render(request, "arena/vote.html#task", _task_context(study, annotator, result.next))
 
 
 def vote_image(request, slug: str, assignment, side: str):

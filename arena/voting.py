@@ -12,7 +12,6 @@ import random
 import secrets
 import time
 import uuid
-from contextlib import nullcontext
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,11 +19,11 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from . import hooks, questions, roles
+from . import hooks, questions, rawsql, roles
 from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind
 from .quoting import quoted
 from .selectors import study_outputs, withdrawn_output_ids
@@ -73,7 +72,20 @@ class StudyIndex:
     calibration: list[tuple[str, int, str, int, int | None]] = field(default_factory=list)
     # outputs whose prompt has yes/no questions: the only ones served as question checks
     question_outputs: frozenset[int] = frozenset()
+    # output id -> (generator id, prompt id, image id), and the prompts: what a task just reserved
+    # shows, without reading it back.
+    output_row: dict[int, tuple[int, int, str]] = field(default_factory=dict)
+    prompts: dict[int, Prompt] = field(default_factory=dict)
     built_at: float = 0.0
+
+    def output(self, oid: int) -> Output | None:
+        """A fresh Output instance for a servable output, its prompt loaded (other fields load on use)."""
+        row = self.output_row.get(oid)
+        if row is None or row[1] not in self.prompts:
+            return None
+        out = Output.from_db(None, ["id", "generator_id", "prompt_id", "image_id"], [oid, *row])
+        out._state.fields_cache["prompt"] = self.prompts[row[1]]
+        return out
 
 
 _INDEX: dict[tuple, StudyIndex] = {}
@@ -124,7 +136,9 @@ def study_index(study: Study) -> StudyIndex:
     for oid, gid, pid, sha in outputs.values_list("id", "generator_id", "prompt_id", "image_id"):
         if sha in by_image and oid not in withheld:  # only what can be shown blind (and safely) is served
             idx.display[oid] = by_image[sha]
+            idx.output_row[oid] = (gid, pid, sha)
             rows.append((oid, gid, pid))
+    idx.prompts = Prompt.objects.in_bulk({pid for _, _, pid in rows})
     for oid, gid, pid in rows:
         idx.output_generator[oid] = gid
         idx.by_gen_prompt.setdefault((gid, pid), []).append(oid)
@@ -282,14 +296,109 @@ def _outstanding(study: Study, annotator: Annotator):
     ).order_by("served_at")
 
 
-_TASK_RELATED = ("criterion", "output_left__image", "output_left__prompt", "output_right__image")
-
-
 @dataclass
 class ServedTasks:
     current: Assignment | None
     ahead: list[Assignment]
     done: int
+
+
+def _lock_annotator(annotator: Annotator) -> None:
+    """One annotator's votes and reservations go one at a time (the quota holds under races)."""
+    sql = "SELECT id FROM arena_annotator WHERE id = %s"
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with rawsql.cursor() as cursor:
+        cursor.execute(sql, [annotator.pk])
+
+
+def _pending_sql(limit: int) -> str:
+    a, o, p = Assignment, Output, Prompt
+    cols = ", ".join([rawsql.columns(a, "a"), rawsql.columns(o, "ol"), rawsql.columns(p, "p"), rawsql.columns(o, "orr")])
+    n = rawsql.width(a) + 2 * rawsql.width(o) + rawsql.width(p)
+    return (
+        "SELECT c.done, c.held, c.served, " + ", ".join(f"r.c{i}" for i in range(n)) + " FROM ("
+        " SELECT (SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s) AS done,"
+        " (SELECT count(*) FROM arena_assignment WHERE annotator_id = %s AND study_id = %s"
+        "  AND answered_at IS NULL AND expires_at > %s) AS held,"
+        " (SELECT count(*) FROM arena_assignment WHERE annotator_id = %s AND study_id = %s) AS served) c"
+        " LEFT JOIN (SELECT " + ", ".join(f"{c} AS c{i}" for i, c in enumerate(cols.split(", "))) +
+        " FROM arena_assignment a JOIN arena_output ol ON ol.id = a.output_left_id"
+        " JOIN arena_prompt p ON p.id = ol.prompt_id LEFT JOIN arena_output orr ON orr.id = a.output_right_id"
+        " WHERE a.annotator_id = %s AND a.study_id = %s AND a.answered_at IS NULL AND a.expires_at > %s"
+        f" ORDER BY a.served_at LIMIT {int(limit)}) r ON 1 = 1"
+    )
+
+
+@dataclass
+class _Held:
+    done: int  # votes given in the study
+    held: int  # unanswered, unexpired tasks reserved
+    served: int  # tasks ever reserved in the study
+    pending: list[Assignment]  # the first of the held tasks, oldest first
+
+
+def _pending(study: Study, annotator: Annotator, limit: int) -> _Held:
+    """Where the annotator stands in the study, with the first `limit` unanswered tasks (their
+    outputs and prompt loaded): one statement."""
+    now = rawsql.prep(Assignment, "expires_at", timezone.now())
+    with rawsql.cursor() as cursor:
+        cursor.execute(_pending_sql(limit), [annotator.pk, study.pk, annotator.pk, study.pk, now,
+                                             annotator.pk, study.pk, annotator.pk, study.pk, now])
+        rows = cursor.fetchall()
+    criteria = {c.pk: c for c in study_index(study).criteria}
+    na, no, np_ = rawsql.width(Assignment), rawsql.width(Output), rawsql.width(Prompt)
+    tasks = []
+    for row in rows:
+        if row[3] is None:
+            break
+        values = row[3:]
+        a = rawsql.instance(Assignment, values[:na])
+        left = rawsql.instance(Output, values[na:na + no])
+        left._state.fields_cache["prompt"] = rawsql.instance(Prompt, values[na + no:na + no + np_])
+        a._state.fields_cache["output_left"] = left
+        right = values[na + no + np_:]
+        a._state.fields_cache["output_right"] = rawsql.instance(Output, right) if right[0] is not None else None
+        if a.criterion_id in criteria:
+            a._state.fields_cache["criterion"] = criteria[a.criterion_id]
+        tasks.append(a)
+    return _Held(rows[0][0], rows[0][1], rows[0][2], tasks)
+
+
+def _reserve(*, study: Study, annotator: Annotator, ahead: int) -> ServedTasks:
+    """Reserve tasks up to `1 + ahead` unanswered ones, within what the quota leaves; the caller
+    holds the annotator's lock, so however many requests race, the annotator never holds more
+    unanswered tasks than the quota leaves."""
+    h = _pending(study, annotator, 1 + ahead)
+    if study.quota_per_annotator - h.done <= 0 or not study.is_open:
+        return ServedTasks(None, [], h.done)
+    want = min(1 + ahead - len(h.pending), study.quota_per_annotator - h.done - h.held)
+    created: list[Assignment] = []
+    while len(created) < want:
+        a = _assignment_create(study=study, annotator=annotator, served=h.served + len(created))
+        if a is None:
+            break
+        created.append(a)
+    if created:
+        if all(_outputs_from_index(study, a) for a in created):
+            h.pending += created  # reserved after every held one, so last in serving order
+        else:
+            h = _pending(study, annotator, 1 + ahead)
+    if not h.pending:
+        return ServedTasks(None, [], h.done)
+    return ServedTasks(h.pending[0], h.pending[1:], h.done)
+
+
+def _outputs_from_index(study: Study, a: Assignment) -> bool:
+    """Give a just-reserved task its outputs and prompt from the study index (False if it lacks one)."""
+    idx = study_index(study)
+    left = idx.output(a.output_left_id)
+    right = idx.output(a.output_right_id) if a.output_right_id is not None else None
+    if left is None or (a.output_right_id is not None and right is None):
+        return False
+    a._state.fields_cache["output_left"] = left
+    a._state.fields_cache["output_right"] = right
+    return True
 
 
 def tasks_serve(*, study: Study, annotator: Annotator, ahead: int = 1) -> ServedTasks:
@@ -298,32 +407,15 @@ def tasks_serve(*, study: Study, annotator: Annotator, ahead: int = 1) -> Served
 
     `current` is None when the annotator has reached the quota or nothing is left to serve.
     """
-    done = annotator_done_count(study=study, annotator=annotator)
-    remaining = study.quota_per_annotator - done
+    h = _pending(study, annotator, 1 + ahead)
+    remaining = study.quota_per_annotator - h.done
     if remaining <= 0 or not study.is_open:
-        return ServedTasks(None, [], done)
-    pending = list(_outstanding(study, annotator).select_related(*_TASK_RELATED)[: 1 + ahead])
-    created = []
-    if len(pending) < min(1 + ahead, remaining):
-        # However many requests race, the annotator never holds more unanswered tasks than
-        # the quota leaves: reservations for one annotator are made one request at a time.
+        return ServedTasks(None, [], h.done)
+    if len(h.pending) < min(1 + ahead, remaining):
         with transaction.atomic():
-            Annotator.objects.select_for_update().filter(pk=annotator.pk).values_list("pk", flat=True).first()
-            done = annotator_done_count(study=study, annotator=annotator)
-            room = study.quota_per_annotator - done - _outstanding(study, annotator).count()
-            pending = list(_outstanding(study, annotator).select_related(*_TASK_RELATED)[: 1 + ahead])
-            want = min(1 + ahead - len(pending), room)
-            while len(created) < want:
-                new = _assignment_create(study=study, annotator=annotator)
-                if new is None:
-                    break
-                created.append(new.pk)
-    if created:
-        fetched = {a.pk: a for a in Assignment.objects.filter(pk__in=created).select_related(*_TASK_RELATED)}
-        pending += [fetched[pk] for pk in created]
-    if not pending:
-        return ServedTasks(None, [], done)
-    return ServedTasks(pending[0], pending[1:], done)
+            _lock_annotator(annotator)
+            return _reserve(study=study, annotator=annotator, ahead=ahead)
+    return ServedTasks(h.pending[0], h.pending[1:], h.done)
 
 
 def task_next(*, study: Study, annotator: Annotator, ahead: int = 1) -> tuple[Assignment | None, list[Assignment]]:
@@ -444,7 +536,8 @@ def _pick_in(*, study, annotator, kind, criterion, rng, hidden, tries: int = 6) 
     return _pick_single(study=study, annotator=annotator, criterion=criterion, kind=kind, rng=rng, hidden=hidden)
 
 
-def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8) -> Assignment | None:
+def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8, served: int | None = None) -> Assignment | None:
+    """Pick and reserve one task for the annotator (`served`: how many it was ever given here, when known)."""
     kinds = [k for k in study.vote_kinds if k in VoteKind.values]
     criteria = study_index(study).criteria
     if not kinds or not criteria:
@@ -454,7 +547,8 @@ def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8)
     if study.task_blocks:
         # Tasks come in blocks of one kind and criterion, so a key means one thing inside a block.
         combos = block_order(study, annotator)
-        served = Assignment.objects.filter(study=study, annotator=annotator).count()
+        if served is None:
+            served = Assignment.objects.filter(study=study, annotator=annotator).count()
         start = (served // max(1, study.block_size)) % len(combos)
         for kind, criterion in combos[start:] + combos[:start]:
             combo = (kind, criterion.pk)
@@ -498,24 +592,21 @@ def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8)
 
 def _save_assignment(*, study, annotator, criterion, kind, left: int, right: int | None, item_key: str, gold=None) -> Assignment | None:
     now = timezone.now()
-    # Outside a transaction a failed insert breaks nothing, so no savepoint round trips are needed.
-    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
-    try:
-        with guard:
-            return Assignment.objects.create(
-                study=study,
-                criterion=criterion,
-                annotator=annotator,
-                kind=kind,
-                output_left_id=left,
-                output_right_id=right,
-                item_key=item_key,
-                gold=gold,
-                served_at=now,
-                expires_at=now + timedelta(seconds=settings.ARENA_ASSIGNMENT_TTL_SECONDS),
-            )
-    except IntegrityError:
-        return None  # the same item was just reserved for this annotator (a second tab)
+    a = Assignment(
+        study=study,
+        criterion=criterion,
+        annotator=annotator,
+        kind=kind,
+        output_left_id=left,
+        output_right_id=right,
+        item_key=item_key,
+        gold=gold,
+        served_at=now,
+        expires_at=now + timedelta(seconds=settings.ARENA_ASSIGNMENT_TTL_SECONDS),
+    )
+    # The same item just reserved for this annotator (a second tab) is not stored twice; no
+    # savepoint is needed, so a failed insert costs no extra round trips inside a transaction.
+    return a if rawsql.insert(a, ignore_conflicts=True) else None
 
 
 def _pick_calibration(*, study, annotator, rng, hidden, combo=None) -> Assignment | None:
@@ -525,12 +616,10 @@ def _pick_calibration(*, study, annotator, rng, hidden, combo=None) -> Assignmen
         return None
     k = max(1, min(study.calibration_annotators, study.overlap_target))
     items = [c for c in idx.calibration if c[3] not in hidden and c[4] not in hidden and (combo is None or c[:2] == combo)]
-    keys = [c[2] for c in items]
-    seen = set(Assignment.objects.filter(annotator=annotator, study=study, item_key__in=keys).values_list("item_key", flat=True))
+    counts, seen = _item_counts(study, annotator, [c[2] for c in items])
     fresh = [c for c in items if c[2] not in seen]
     if not fresh:
         return None
-    counts = _active_counts(study, [c[2] for c in fresh])
     open_items = [c for c in fresh if counts.get(c[2], 0) < k]
     if not open_items:
         return None
@@ -546,28 +635,28 @@ def _pick_calibration(*, study, annotator, rng, hidden, combo=None) -> Assignmen
     return None
 
 
-def _active_counts(study: Study, keys: list[str]) -> dict[str, int]:
-    """Distinct annotators holding or having answered each item (expired and skipped ones don't count)."""
-    now = timezone.now()
-    rows = (
-        Assignment.objects.filter(study=study, item_key__in=keys, skipped=False)
-        .filter(Q(answered_at__isnull=False) | Q(expires_at__gt=now))
-        .values("item_key")
-        .annotate(n=Count("annotator", distinct=True))
+def _item_counts(study: Study, annotator: Annotator, keys: list[str]) -> tuple[dict[str, int], set[str]]:
+    """For these items: how many distinct annotators hold or answered each (expired and skipped
+    tasks don't count), and which this annotator was ever served. One statement."""
+    if not keys:
+        return {}, set()
+    sql = (
+        "SELECT item_key, count(DISTINCT CASE WHEN skipped = %s AND (answered_at IS NOT NULL OR expires_at > %s)"
+        " THEN annotator_id END), max(CASE WHEN annotator_id = %s THEN 1 ELSE 0 END)"
+        f" FROM arena_assignment WHERE study_id = %s AND item_key IN ({', '.join(['%s'] * len(keys))}) GROUP BY item_key"
     )
-    return {r["item_key"]: r["n"] for r in rows}
+    now = rawsql.prep(Assignment, "expires_at", timezone.now())
+    with rawsql.cursor() as cursor:
+        cursor.execute(sql, [False, now, annotator.pk, study.pk, *keys])
+        rows = cursor.fetchall()
+    return {k: n for k, n, _ in rows if n}, {k for k, _, mine in rows if mine}
 
 
 def _fewest_first(study: Study, annotator: Annotator, keys: list[str], rng: random.Random) -> str | None:
     if not keys:
         return None
-    seen = set(
-        Assignment.objects.filter(annotator=annotator, study=study, item_key__in=keys).values_list("item_key", flat=True)
-    )
+    counts, seen = _item_counts(study, annotator, keys)
     fresh = [k for k in keys if k not in seen]
-    if not fresh:
-        return None
-    counts = _active_counts(study, fresh)
     # An item is served to at most `overlap_target` distinct annotators.
     fresh = [k for k in fresh if counts.get(k, 0) < study.overlap_target]
     if not fresh:
@@ -685,6 +774,8 @@ class VoteResult:
     vote: Vote | None
     created: bool
     skipped: bool = False
+    # The tasks to show next, reserved in the vote's transaction (when asked for with `serve_ahead`).
+    next: ServedTasks | None = None
 
 
 def _parse_answer(kind: str, answer: str) -> tuple[int | None, str]:
@@ -735,7 +826,51 @@ def _assignment_uuid(value) -> uuid.UUID:
         raise VoteError("no such task was served to you", status=404) from None
 
 
-def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Study, question_answers=None) -> VoteResult:
+def _assignment_for_vote(assignment_id: uuid.UUID, annotator: Annotator, study: Study) -> Assignment | None:
+    """The annotator's assignment in this study, row-locked, with its outputs, prompt and study
+    (read fresh) loaded: one statement."""
+    models = (Assignment, Output, Prompt, Output, Study)
+    aliases = ("a", "ol", "p", "orr", "s")
+    sql = (
+        "SELECT " + ", ".join(rawsql.columns(m, x) for m, x in zip(models, aliases)) +
+        " FROM arena_assignment a JOIN arena_output ol ON ol.id = a.output_left_id"
+        " JOIN arena_prompt p ON p.id = ol.prompt_id LEFT JOIN arena_output orr ON orr.id = a.output_right_id"
+        " JOIN arena_study s ON s.id = a.study_id"
+        " WHERE a.id = %s AND a.annotator_id = %s AND a.study_id = %s"
+    )
+    if connection.features.has_select_for_update_of:
+        sql += " FOR UPDATE OF a"
+    with rawsql.cursor() as cursor:
+        cursor.execute(sql, [rawsql.prep(Assignment, "id", assignment_id), annotator.pk, study.pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    parts, at = [], 0
+    for m in models:
+        parts.append(row[at:at + rawsql.width(m)])
+        at += rawsql.width(m)
+    a = rawsql.instance(Assignment, parts[0])
+    left = rawsql.instance(Output, parts[1])
+    left._state.fields_cache["prompt"] = rawsql.instance(Prompt, parts[2])
+    a._state.fields_cache["output_left"] = left
+    a._state.fields_cache["output_right"] = rawsql.instance(Output, parts[3]) if parts[3][0] is not None else None
+    a._state.fields_cache["study"] = rawsql.instance(Study, parts[4])
+    return a
+
+
+def _answered_within_quota(a: Assignment, annotator: Annotator, now) -> bool:
+    """Mark the assignment answered unless the annotator already gave the study's quota of votes
+    (counted after the annotator's lock was taken, so racing votes cannot both pass)."""
+    sql = ("UPDATE arena_assignment SET answered_at = %s WHERE id = %s"
+           " AND (SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s) < %s")
+    with rawsql.cursor() as cursor:
+        cursor.execute(sql, [rawsql.prep(Assignment, "answered_at", now), rawsql.prep(Assignment, "id", a.pk),
+                             annotator.pk, a.study_id, a.study.quota_per_annotator])
+        return cursor.rowcount == 1
+
+
+def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Study,
+                question_answers=None, serve_ahead: int | None = None) -> VoteResult:
     """Record the answer to one served assignment of this study, exactly once.
 
     A question check takes `question_answers` (question index -> "yes"/"no", see
@@ -744,19 +879,16 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
     Resubmitting the same answer (double click, network retry) stores nothing and
     succeeds; a different answer to an answered assignment is refused (409), and so is
     a vote past the study's quota (403).
+
+    With `serve_ahead`, the tasks to show next (as `tasks_serve(ahead=serve_ahead)` gives them)
+    are reserved in the same transaction and returned as `next`.
     """
     assignment_id = _assignment_uuid(assignment_id)
     with transaction.atomic():
-        # One annotator's votes and reservations go one at a time (the quota holds under races).
-        Annotator.objects.select_for_update().filter(pk=annotator.pk).values_list("pk", flat=True).first()
-        try:
-            a = (
-                Assignment.objects.select_for_update(of=("self",))
-                .select_related("output_left__prompt", "output_right", "gold", "study")
-                .get(pk=assignment_id, annotator=annotator, study=study)
-            )
-        except Assignment.DoesNotExist:
-            raise VoteError("no such task was served to you in this study", status=404) from None
+        _lock_annotator(annotator)
+        a = _assignment_for_vote(assignment_id, annotator, study)
+        if a is None:
+            raise VoteError("no such task was served to you in this study", status=404)
         answer = (answer or "").strip().lower()
         if a.answered_at is not None:
             existing = Vote.objects.filter(assignment=a).first()
@@ -780,16 +912,16 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
             a.answered_at = now
             a.skipped = True
             a.save(update_fields=["answered_at", "skipped"])
-            return VoteResult(vote=None, created=False, skipped=True)
+            served = _reserve(study=a.study, annotator=annotator, ahead=serve_ahead) if serve_ahead is not None else None
+            return VoteResult(vote=None, created=False, skipped=True, next=served)
         answers = _parse_questions(a, question_answers)
         score, choice = (None, "") if a.kind == VoteKind.QUESTIONS else _parse_answer(a.kind, answer)
-        if annotator_done_count(study=a.study, annotator=annotator) >= a.study.quota_per_annotator:
+        if not _answered_within_quota(a, annotator, now):
             raise VoteError(f"you have already given this study's {a.study.quota_per_annotator} votes", status=403)
         a.answered_at = now
-        a.save(update_fields=["answered_at"])
         gen_left = a.output_left.generator_id
         gen_right = a.output_right.generator_id if a.output_right_id else None
-        vote = Vote.objects.create(
+        vote = Vote(
             assignment=a,
             study_id=a.study_id,
             criterion_id=a.criterion_id,
@@ -806,6 +938,7 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
             is_gold=a.gold_id is not None,
             gold_correct=_gold_correct(a.gold, a, score, choice) if a.gold_id else None,
         )
+        rawsql.insert(vote)
         if answers:
             questions.answers_store(vote=vote, questions=questions.task_questions(a.output_left), answers=answers)
         if a.study.reveal_after_vote:
@@ -817,7 +950,8 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
         if not vote.is_gold:
             study_id, criterion_id = a.study_id, a.criterion_id
             transaction.on_commit(lambda: _vote_committed(study_id=study_id, criterion_id=criterion_id))
-    return VoteResult(vote=vote, created=True)
+        served = _reserve(study=a.study, annotator=annotator, ahead=serve_ahead) if serve_ahead is not None else None
+    return VoteResult(vote=vote, created=True, next=served)
 
 
 def _vote_committed(*, study_id: int, criterion_id: int) -> None:

@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--votes", type=int, default=1_000_000)
     ap.add_argument("--generators", type=int, default=50)
     ap.add_argument("--prompts", type=int, default=20)
+    ap.add_argument("--profile", action="store_true", help="print where the full recompute spends its time")
     a = ap.parse_args()
     db_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/arena_bench_recompute")
     import psycopg
@@ -137,6 +138,15 @@ def main() -> None:
     t0 = time.perf_counter()
     study_recompute(study_id=study.pk)
     full = time.perf_counter() - t0
+    if a.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        study_recompute(study_id=study.pk)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(r"ratings/|judging/|arena/", 30)
 
     print(f"ratings recompute, {n:,} pairwise votes in PostgreSQL, {a.generators} generators, 1,000 bootstrap rounds")
     print(f"  overall board, counts aggregated in SQL (ours)      {ours_board:6.2f} s")

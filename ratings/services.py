@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from collections import defaultdict
 from datetime import datetime
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q, Value
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
-from arena import derived, hooks
-from arena.models import Generator, Study, Vote, VoteKind
+from arena import derived, hooks, rawsql
+from arena.models import Generator, Output, Study, Vote, VoteKind
 from arena.selectors import counted_votes, withdrawn_output_ids
 
 from . import bradley_terry as bt
@@ -48,25 +49,60 @@ def ratings_vote_committed(*, study_id: int, criterion_id: int) -> None:
     stays recorded as requested for the next vote, page view or sweep.
     """
     try:
-        elo_request(study_id=study_id, criterion_id=criterion_id)
-        recompute_request(study_id=study_id)
+        elo, recompute = _requests_outstanding(study_id=study_id, criterion_id=criterion_id)
+        now = timezone.now()
+        if elo is None:
+            elo_request(study_id=study_id, criterion_id=criterion_id)
+        else:
+            from .tasks import elo_apply_task
+
+            derived.dispatch(EloState, pk=elo[0], requested_at=elo[1], queued_at=elo[2], task=elo_apply_task,
+                             args=(study_id, criterion_id), now=now)
+        if recompute is None:
+            recompute_request(study_id=study_id)
+        else:
+            pk, requested_at, queued_at, running, heartbeat_at = recompute
+            _recompute_dispatch(pk=pk, study_id=study_id, requested_at=requested_at, queued_at=queued_at, now=now,
+                                running=running, heartbeat_at=heartbeat_at)
     except Exception:
         logger.exception("could not request ratings for study %s, criterion %s", study_id, criterion_id)
 
 
-def _mark_requested(model, now, **lookup) -> tuple[int, object, object]:
+def _requests_outstanding(*, study_id: int, criterion_id: int) -> tuple[tuple | None, tuple | None]:
+    """The study's Elo and recompute rows when both already record an outstanding request (the
+    usual case under load, when a vote needs no write), read in one statement; None for a row
+    that is missing or not requested, which then takes the full path."""
+    sql = (
+        "SELECT e.id, e.requested_at, e.queued_at, r.id, r.requested_at, r.queued_at, r.running, r.heartbeat_at"
+        " FROM (SELECT 1 AS one) x"
+        f" LEFT JOIN {EloState._meta.db_table} e ON e.study_id = %s AND e.criterion_id = %s"
+        f" LEFT JOIN {RecomputeState._meta.db_table} r ON r.study_id = %s"
+    )
+    with rawsql.cursor() as cursor:
+        cursor.execute(sql, [study_id, criterion_id, study_id])
+        row = cursor.fetchone()
+    convert = rawsql.value_reader(EloState, "requested_at")
+    elo = (row[0], convert(row[1]), convert(row[2])) if row[0] is not None and row[1] is not None else None
+    recompute = ((row[3], convert(row[4]), convert(row[5]), bool(row[6]), convert(row[7]))
+                 if row[3] is not None and row[4] is not None else None)
+    return elo, recompute
+
+
+def _mark_requested(model, now, extra: tuple[str, ...] = (), **lookup) -> tuple:
     """Record that the row's work was asked for (keeping the oldest outstanding request).
+    Returns (pk, requested_at, queued_at, *extra fields).
 
     A plain read comes first: while a request is outstanding (the usual case under load) a vote
     costs no write and never waits on a lock held by the running task.
     """
-    row = model.objects.filter(**lookup).values_list("pk", "requested_at", "queued_at").first()
+    fields = ("pk", "requested_at", "queued_at", *extra)
+    row = model.objects.filter(**lookup).values_list(*fields).first()
     if row is None:
         obj, _ = model.objects.get_or_create(**lookup, defaults={"requested_at": now})
-        row = (obj.pk, obj.requested_at, obj.queued_at)
+        row = tuple(getattr(obj, f) for f in fields)
     if row[1] is None:
         model.objects.filter(pk=row[0], requested_at__isnull=True).update(requested_at=now)
-        row = model.objects.filter(pk=row[0]).values_list("pk", "requested_at", "queued_at").first()
+        row = model.objects.filter(pk=row[0]).values_list(*fields).first()
     return row
 
 
@@ -84,13 +120,16 @@ def elo_request(*, study_id: int, criterion_id: int) -> None:
 def recompute_request(*, study_id: int, now_please: bool = False) -> None:
     """Ask for a full recompute, debounced; `now_please` ("Recompute now") always queues a run."""
     now = timezone.now()
-    pk, requested_at, queued_at = _mark_requested(RecomputeState, now, study_id=study_id)
+    pk, requested_at, queued_at, running, heartbeat_at = _mark_requested(
+        RecomputeState, now, ("running", "heartbeat_at"), study_id=study_id
+    )
     if now_please:
         RecomputeState.objects.filter(pk=pk).update(queued_at=now)
         derived.publish_backoff_clear()
         _recompute_publish(study_id, countdown=0)
         return
-    _recompute_dispatch(pk=pk, study_id=study_id, requested_at=requested_at, queued_at=queued_at, now=now)
+    _recompute_dispatch(pk=pk, study_id=study_id, requested_at=requested_at, queued_at=queued_at, now=now,
+                        running=running, heartbeat_at=heartbeat_at)
 
 
 def _recompute_publish(study_id: int, countdown: float) -> bool:
@@ -276,6 +315,25 @@ def recompute_claim(*, study_id: int) -> datetime | None:
     return now if claimed else None
 
 
+RECOMPUTE_WORK_MEM = "64MB"
+
+
+@contextmanager
+def _aggregation_memory():
+    """Room for the recompute's aggregations over every vote to hash in memory (PostgreSQL's
+    default 4 MB spills 1M votes' item counts to disk); the connection's default comes back after."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET work_mem = '{RECOMPUTE_WORK_MEM}'")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET work_mem")
+
+
 def study_recompute(*, study_id: int) -> bool:
     """Recompute every stored leaderboard of a study. False if a live run holds the claim."""
     token = recompute_claim(study_id=study_id)
@@ -287,7 +345,7 @@ def study_recompute(*, study_id: int) -> bool:
     t0 = time.perf_counter()
     error = ""
     try:
-        with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token):
+        with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token), _aggregation_memory():
             study = Study.objects.get(pk=study_id)
             # What the scoring app adds to each board (metric agreement, safety, question checks).
             additions = hooks.call("board_additions", study=study, default=None)
@@ -536,23 +594,26 @@ def _agreement(base) -> dict:
     out = {}
     lo, hi = Least("output_left_id", "output_right_id"), Greatest("output_left_id", "output_right_id")
     pairwise_value = pairwise_outcome()
-    prompt = "output_left__prompt_id"
+    # An item's prompt is its (lower) output's: read from the outputs afterwards, so the
+    # aggregation over every vote joins nothing.
     specs = {
-        VoteKind.LIKERT: ("ordinal", base.filter(kind=VoteKind.LIKERT).values_list("output_left_id", Value(0), prompt, "score")),
-        VoteKind.BINARY: ("nominal", base.filter(kind=VoteKind.BINARY).values_list("output_left_id", Value(0), prompt, "score")),
-        VoteKind.PAIRWISE: ("nominal", base.filter(kind=VoteKind.PAIRWISE).annotate(u0=lo, u1=hi, v=pairwise_value).values_list("u0", "u1", prompt, "v")),
+        VoteKind.LIKERT: ("ordinal", base.filter(kind=VoteKind.LIKERT).values_list("output_left_id", Value(0), "score")),
+        VoteKind.BINARY: ("nominal", base.filter(kind=VoteKind.BINARY).values_list("output_left_id", Value(0), "score")),
+        VoteKind.PAIRWISE: ("nominal", base.filter(kind=VoteKind.PAIRWISE).annotate(u0=lo, u1=hi, v=pairwise_value).values_list("u0", "u1", "v")),
     }
     for kind, (level, qs) in specs.items():
-        rows = np.array(list(qs.annotate(n=Count("id")).order_by()), dtype=np.int64).reshape(-1, 5)
+        rows = np.array(list(qs.annotate(n=Count("id")).order_by()), dtype=np.int64).reshape(-1, 4)
         empty = {"alpha": None, "low": None, "high": None, "units": 0, "prompts": 0, "level": level}
         if len(rows) == 0:
             out[kind] = empty
             continue
         keys, first, unit = np.unique(rows[:, 0] * (rows[:, 1].max() + 1) + rows[:, 1], return_index=True, return_inverse=True)
-        values, code = np.unique(rows[:, 3], return_inverse=True)
+        values, code = np.unique(rows[:, 2], return_inverse=True)
         counts = np.zeros((keys.size, values.size))
-        np.add.at(counts, (unit, code), rows[:, 4])
-        unit_prompt = rows[first, 2]
+        np.add.at(counts, (unit, code), rows[:, 3])
+        unit_output = rows[first, 0]
+        prompt_of = dict(Output.objects.filter(pk__in=np.unique(unit_output).tolist()).values_list("id", "prompt_id"))
+        unit_prompt = np.array([prompt_of[o] for o in unit_output.tolist()], dtype=np.int64)
         pairable = counts.sum(axis=1) >= 2
         if not pairable.any():
             out[kind] = empty

@@ -1,0 +1,160 @@
+"""Fixed SQL for the voting round trip, on PostgreSQL and SQLite alike.
+
+The ORM compiles each query anew, about half a millisecond of Python apiece; a vote's round trip
+runs the same few statements millions of times. They are written once in `arena/voting.py`;
+this module reads their rows into model instances (with the ORM's own converters, so a value
+reads exactly as a queryset would give it) and writes one instance without the query compiler.
+Columns come from the models' metadata, so a field added to a model is read and written here too.
+"""
+
+from __future__ import annotations
+
+import weakref
+from functools import lru_cache
+
+from django.db import connection
+
+try:
+    import psycopg
+except ImportError:  # SQLite only
+    psycopg = None
+
+
+if psycopg is not None:
+
+    class _PreparedCursor(psycopg.Cursor):
+        """Parameters bound by the server, the statement prepared once per connection: these few
+        statements run on every vote, so PostgreSQL parses and plans each once, not per request."""
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True, binary=binary)
+
+
+_generic: weakref.WeakSet = weakref.WeakSet()
+
+
+def cursor():
+    """A cursor for the fixed statements: prepared on PostgreSQL with psycopg 3, Django's own cursor
+    elsewhere. Either way it is Django's cursor wrapper, so execute wrappers still see them."""
+    if psycopg is None or connection.vendor != "postgresql" or connection.queries_logged:
+        # Elsewhere, and while queries are logged (DEBUG, tests capturing them), the statements
+        # run unprepared, so the log shows them with their values.
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # Django leaves automatic preparing off (for poolers); these cursors ask for it
+        # explicitly, and the ORM's client-side cursors never prepare, whatever the threshold.
+        raw.prepare_threshold = 2**31
+    if raw not in _generic and not connection.in_atomic_block:
+        # Every fixed statement is a lookup by key, so one generic plan serves all its runs
+        # (PostgreSQL would otherwise plan each run anew). Only prepared statements are
+        # affected; set outside a transaction, so no rollback undoes it.
+        raw.execute("SET plan_cache_mode = force_generic_plan")
+        _generic.add(raw)
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_PreparedCursor(raw))
+
+
+def q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+@lru_cache(maxsize=None)
+def _fields(model) -> tuple:
+    return tuple(model._meta.concrete_fields)
+
+
+def columns(model, alias: str) -> str:
+    """The model's columns, as `alias`."col", in the order `instances` reads them."""
+    return _columns(model, alias, connection.vendor)
+
+
+@lru_cache(maxsize=None)
+def _columns(model, alias: str, vendor: str) -> str:
+    return ", ".join(f"{alias}.{q(f.column)}" for f in _fields(model))
+
+
+def width(model) -> int:
+    return len(_fields(model))
+
+
+@lru_cache(maxsize=None)
+def _converters(model, vendor: str) -> tuple:
+    out = []
+    for f in _fields(model):
+        col = f.get_col(model._meta.db_table)
+        convs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        out.append((col, tuple(convs)))
+    return tuple(out)
+
+
+def instance(model, values):
+    """A model instance from a row's values for `columns(model, ...)`, as the ORM would load it."""
+    values = list(values)
+    for i, (col, convs) in enumerate(_converters(model, connection.vendor)):
+        for conv in convs:
+            values[i] = conv(values[i], col, connection)
+    return model.from_db(connection.alias, None, values)
+
+
+@lru_cache(maxsize=None)
+def _insert_sql(model, ignore_conflicts: bool, vendor: str) -> tuple[str, tuple, bool]:
+    meta = model._meta
+    auto = meta.auto_field is not None and meta.pk is meta.auto_field
+    fields = tuple(f for f in _fields(model) if not (auto and f is meta.pk))
+    sql = (f"INSERT INTO {q(meta.db_table)} ({', '.join(q(f.column) for f in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))})")
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if auto:
+        sql += f" RETURNING {q(meta.pk.column)}"
+    return sql, fields, auto
+
+
+def insert(obj, *, ignore_conflicts: bool = False) -> bool:
+    """INSERT one instance (its defaults and auto_now fields applied as `save()` would).
+
+    With `ignore_conflicts`, a row that breaks a unique constraint is not stored and False is
+    returned. An auto primary key is read back into the instance.
+    """
+    model = type(obj)
+    sql, fields, auto = _insert_sql(model, ignore_conflicts, connection.vendor)
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with cursor() as cur:
+        cur.execute(sql, params)
+        if auto:
+            row = cur.fetchone()
+            if row is None:
+                return False
+            setattr(obj, model._meta.pk.attname, row[0])
+        elif cur.rowcount == 0:
+            return False
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return True
+
+
+def prep(model, field_name: str, value):
+    """A value for a parameter compared with `model.field_name`, adapted as the ORM adapts it."""
+    return model._meta.get_field(field_name).get_db_prep_value(value, connection)
+
+
+def value_reader(model, field_name: str):
+    """A function turning a raw column value of `model.field_name` into what the ORM would give."""
+    return _reader(model, field_name, connection.vendor)
+
+
+@lru_cache(maxsize=None)
+def _reader(model, field_name: str, vendor: str):
+    f = model._meta.get_field(field_name)
+    col = f.get_col(model._meta.db_table)
+    convs = tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
+
+    def read(value):
+        for conv in convs:
+            value = conv(value, col, connection)
+        return value
+
+    return read
