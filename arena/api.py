@@ -1,17 +1,35 @@
-"""REST API for uploads (staff only, token or session auth)."""
+"""REST API of the arena app (token or session auth): uploads (staff) and voting (annotators,
+through the same services as the htmx pages, with the same blindness)."""
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .api_schema import UploadErrorSerializer, errors
+from . import questions, roles
+from .api_schema import NEXT_TASK_RESPONSES, VOTE_RESPONSES, UploadErrorSerializer, errors
 from .imports import ImportRejected
-from .models import Study, Upload
+from .models import ANSWERS, SKIP, Assignment, Study, Upload
+from .selectors import study_by_slug
 from .services import UploadTooLarge, upload_create
+from .voting import (
+    ServedTasks,
+    VoteError,
+    annotator_completion,
+    annotator_for_user,
+    study_open_to,
+    task_images,
+    tasks_serve,
+    vote_record,
+)
+
+
+# --------------------------------------------------------------------------- uploads
 
 
 class UploadOutputSerializer(serializers.ModelSerializer):
@@ -76,3 +94,94 @@ class UploadDetailApi(APIView):
     def get(self, request, pk: int):
         upload = get_object_or_404(Upload.objects.select_related("study"), pk=pk)
         return Response(UploadOutputSerializer(upload, context={"request": request}).data)
+
+
+# --------------------------------------------------------------------------- voting
+
+
+class IsAnnotator(BasePermission):
+    message = "Only annotators can vote."
+
+    def has_permission(self, request, view):
+        return roles.is_annotator(request.user)
+
+
+def _study_for(request, slug: str, *, open_only: bool = False) -> Study:
+    study = study_by_slug(slug)
+    if study is None or (open_only and not study.is_open):
+        raise Http404("No study matches the given query.")
+    if not study_open_to(study, request.user):
+        raise PermissionDenied("This study is open to invited annotators only.")
+    return study
+
+
+def task_payload(study: Study, annotator, served: ServedTasks | None = None) -> dict:
+    """The next-task answer; `served` when the vote's transaction already reserved the tasks."""
+    served = served or tasks_serve(study=study, annotator=annotator)
+    current, ahead, done = served.current, served.ahead, served.done
+    progress = {"done": done, "quota": study.quota_per_annotator}
+    if current is None:
+        completion = annotator_completion(study=study, annotator=annotator, done=done, has_task=False)
+        return {"task": None, "progress": progress, "complete": completion.state == "complete",
+                "state": completion.state,
+                "completion_code": completion.code if completion.code_kind == "completion" else None}
+    return {"task": assignment_payload(study, current), "progress": progress, "complete": False,
+            "preload": [img["url"] for a in ahead for img in task_images(study, a)]}
+
+
+def assignment_payload(study: Study, a: Assignment) -> dict:
+    images = task_images(study, a)
+    return {
+        "assignment": str(a.pk),
+        "kind": a.kind,
+        "question": a.criterion.question(a.kind),
+        "prompt": a.output_left.prompt.text,
+        "images": images,
+        "expires_at": a.expires_at.isoformat(),
+        "answers": [*ANSWERS[a.kind], SKIP],
+        "questions": questions.task_questions(a.output_left) if a.kind == "questions" else [],
+    }
+
+
+class VoteInputSerializer(serializers.Serializer):
+    assignment = serializers.CharField(max_length=64, help_text="The id of a task served to you.")
+    answer = serializers.CharField(
+        max_length=20, required=False, allow_blank=True, default="",
+        help_text="likert: 1-5; binary: good|bad; pairwise: left|right|tie|bothbad; or skip (question checks: skip or leave out).",
+    )
+    questions = serializers.DictField(
+        child=serializers.CharField(max_length=20, allow_blank=True), required=False, default=None, allow_null=True,
+        help_text='Question checks only: question index -> "yes" or "no", one for every question of the task, '
+        'e.g. {"0": "yes", "1": "no"}.',
+    )
+
+
+class NextTaskApi(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(responses=NEXT_TASK_RESPONSES)
+    def get(self, request, slug: str):
+        study = _study_for(request, slug, open_only=True)
+        return Response(task_payload(study, annotator_for_user(request.user)))
+
+
+class VoteApi(APIView):
+    permission_classes = [IsAnnotator]
+
+    @extend_schema(request=VoteInputSerializer, responses=VOTE_RESPONSES)
+    def post(self, request, slug: str):
+        study = _study_for(request, slug)
+        ser = VoteInputSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        annotator = annotator_for_user(request.user)
+        try:
+            result = vote_record(assignment_id=ser.validated_data["assignment"], annotator=annotator,
+                                 answer=ser.validated_data["answer"], study=study,
+                                 question_answers=ser.validated_data["questions"], serve_ahead=1)
+        except VoteError as exc:
+            return Response({"detail": str(exc)}, status=exc.status)
+        body = {"recorded": result.created, "skipped": result.skipped, "next": task_payload(study, annotator, result.next)}
+        if result.vote is not None and study.reveal_after_vote:
+            body["revealed"] = {"left": result.vote.generator_left.name,
+                                "right": result.vote.generator_right.name if result.vote.generator_right_id else None}
+        return Response(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)

@@ -532,6 +532,21 @@ class Vote(models.Model):
         return f"vote {self.pk}"
 
 
+# The answers each kind of task takes: the one vocabulary the voting page, the API and the
+# vote service read. Every task can also be skipped.
+SKIP = "skip"
+LIKERT_ANSWERS = ("1", "2", "3", "4", "5")
+BINARY_ANSWERS = {"good": 1, "bad": 0}
+PAIRWISE_ANSWERS = tuple(Vote.Choice.values)
+QUESTION_ANSWERS = {"yes": True, "no": False}
+ANSWERS = {
+    VoteKind.LIKERT: LIKERT_ANSWERS,
+    VoteKind.BINARY: tuple(BINARY_ANSWERS),
+    VoteKind.PAIRWISE: PAIRWISE_ANSWERS,
+    VoteKind.QUESTIONS: tuple(QUESTION_ANSWERS),
+}
+
+
 class QuestionAnswer(models.Model):
     """One yes/no answer of a question-check vote: question `question_index` of the prompt's
     questions, as the annotator was shown it (`question`)."""

@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from .models import Output, QuestionAnswer, Vote
+from .models import QUESTION_ANSWERS, Output, QuestionAnswer, Vote
 from .quoting import quoted
 
-ANSWERS = {"yes": True, "no": False}
 FIELD = re.compile(r"^q(\d{1,4})$")
 
 
@@ -63,9 +62,9 @@ def answers_parse(questions: Sequence[str], given) -> list[bool]:
         if index in found:
             raise AnswerError(f"{_label(index, questions)} is answered twice")
         word = value.strip().lower() if isinstance(value, str) else value
-        if word not in ANSWERS:
+        if word not in QUESTION_ANSWERS:
             raise AnswerError(f"{_label(index, questions)}: answer {quoted(value)} is not yes or no")
-        found[index] = ANSWERS[word]
+        found[index] = QUESTION_ANSWERS[word]
     for index in range(n):
         if index not in found:
             raise AnswerError(f"{_label(index, questions)} has no answer; answer yes or no to every question (or skip)")

@@ -1,36 +1,27 @@
 """Roles are Django groups; admins are staff users."""
 
-import time
 
 from django.contrib.auth.models import AnonymousUser, User
+
+from .ttl_cache import TTLCache
 
 RESEARCHER = "researcher"
 ANNOTATOR = "annotator"
 ROLE_GROUPS = (RESEARCHER, ANNOTATOR)
 
 
-_GROUPS: dict[int, tuple[float, frozenset[str]]] = {}
-GROUP_CACHE_SECONDS = 30.0
+GROUPS_CACHE = TTLCache(ttl=30.0, maxsize=10_000)
 
 
 def user_groups(user: User | AnonymousUser) -> frozenset[str]:
     """Group names, remembered per process for a few seconds (a change applies within 30 s)."""
     if not user.is_authenticated:
         return frozenset()
-    now = time.monotonic()
-    hit = _GROUPS.get(user.pk)
-    if hit is None or now - hit[0] >= GROUP_CACHE_SECONDS:
-        hit = (now, frozenset(user.groups.values_list("name", flat=True)))
-        _GROUPS[user.pk] = hit
-    return hit[1]
+    return GROUPS_CACHE.get_or_set(user.pk, lambda: frozenset(user.groups.values_list("name", flat=True)))
 
 
 def _in_group(user: User | AnonymousUser, name: str) -> bool:
     return name in user_groups(user)
-
-
-def roles_cache_clear() -> None:
-    _GROUPS.clear()
 
 
 def is_admin(user) -> bool:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, api_vote, views, views_studies, views_vote
+from . import api, views, views_studies, views_vote
 
 app_name = "arena"
 
@@ -26,6 +26,6 @@ urlpatterns = [
 api_urlpatterns = [
     path("uploads/", api.UploadListCreateApi.as_view(), name="api_upload_list"),
     path("uploads/<int:pk>/", api.UploadDetailApi.as_view(), name="api_upload_detail"),
-    path("studies/<slug:slug>/next-task/", api_vote.NextTaskApi.as_view(), name="api_next_task"),
-    path("studies/<slug:slug>/votes/", api_vote.VoteApi.as_view(), name="api_vote"),
+    path("studies/<slug:slug>/next-task/", api.NextTaskApi.as_view(), name="api_next_task"),
+    path("studies/<slug:slug>/votes/", api.VoteApi.as_view(), name="api_vote"),
 ]

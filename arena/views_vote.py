@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from . import questions, roles
 from .accounts import client_address, keyed_hash
 from .authentication import ExpiringTokenAuthentication
-from .models import Annotator, Assignment, Study, Vote
+from .models import LIKERT_ANSWERS, Annotator, Assignment, Study, Vote
 from .voting import (
     ServedTasks,
     VoteError,
@@ -100,11 +100,11 @@ def _task_context(study: Study, annotator: Annotator, served: ServedTasks | None
         "ahead": ahead,
         "done": done,
         "quota": study.quota_per_annotator,
-        "complete": current is None,
+        "complete": completion.state != "working",
         "completion": completion,
         "completion_code": completion.code if completion.code_kind == "completion" else "",
         "crowd": bool(annotator.external_id),
-        "likert_range": ["1", "2", "3", "4", "5"],
+        "likert_range": LIKERT_ANSWERS,
         "questions": questions.task_questions(current.output_left) if current and current.kind == "questions" else [],
     }
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import secrets
-import time
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from dataclasses import dataclass, field
@@ -24,17 +23,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import hooks, questions, rawsql, roles
-from .models import Annotator, Assignment, Criterion, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind
+from .models import (
+    ANSWERS, BINARY_ANSWERS, LIKERT_ANSWERS, PAIRWISE_ANSWERS, SKIP,
+    Annotator, Assignment, Criterion, Flag, GoldTask, Output, Prompt, Rendition, Study, Vote, VoteKind,
+)
 from .quoting import quoted
 from .selectors import study_outputs, withdrawn_output_ids
+from .renditions import rendition_make, study_images_missing_renditions
 from .storage import rendition_path
+from .tasks import study_renditions_task
+from .ttl_cache import TTLCache
 
 _coin = secrets.SystemRandom()
 
-LIKERT_ANSWERS = {"1", "2", "3", "4", "5"}
-BINARY_ANSWERS = {"good": 1, "bad": 0}
-PAIRWISE_ANSWERS = {c.value for c in Vote.Choice}
-SKIP = "skip"
 
 
 class VoteError(Exception):
@@ -76,7 +77,6 @@ class StudyIndex:
     # shows, without reading it back.
     output_row: dict[int, tuple[int, int, str]] = field(default_factory=dict)
     prompts: dict[int, Prompt] = field(default_factory=dict)
-    built_at: float = 0.0
 
     def output(self, oid: int) -> Output | None:
         """A fresh Output instance for a servable output, its prompt loaded (other fields load on use)."""
@@ -88,8 +88,8 @@ class StudyIndex:
         return out
 
 
-_INDEX: dict[tuple, StudyIndex] = {}
-INDEX_TTL_SECONDS = 10.0
+# A study's index is rebuilt at most every 10 s per process, or at once after its setup changes.
+INDEX_CACHE = TTLCache(ttl=10.0, maxsize=256)
 
 
 RENDER_INLINE_MAX = 16  # a study missing more renditions than this gets them from a task
@@ -97,12 +97,8 @@ RENDER_INLINE_MAX = 16  # a study missing more renditions than this gets them fr
 
 def _study_display(study: Study, outputs) -> dict[str, tuple[str, int, int]]:
     """image sha256 -> its rendition for the study's box (made here when only a few are missing)."""
-    from .renditions import rendition_make, study_images_missing_renditions
-
     missing = list(study_images_missing_renditions(study, outputs)[: RENDER_INLINE_MAX + 1])
     if len(missing) > RENDER_INLINE_MAX:
-        from .tasks import study_renditions_task
-
         try:
             transaction.on_commit(lambda: study_renditions_task.delay(study.pk))
         except Exception:  # the broker is down: the next index build asks again
@@ -121,10 +117,10 @@ def _study_display(study: Study, outputs) -> dict[str, tuple[str, int, int]]:
 
 def study_index(study: Study) -> StudyIndex:
     key = (study.pk, study.created_at, study.display_long_side, study.display_square)
-    idx = _INDEX.get(key)
-    if idx is not None and time.monotonic() - idx.built_at < INDEX_TTL_SECONDS:
+    idx = INDEX_CACHE.get(key)
+    if idx is not None:
         return idx
-    idx = StudyIndex(built_at=time.monotonic())
+    idx = StudyIndex()
     idx.criteria = list(study.criteria.all())
     idx.allowed_users = frozenset(study.allowed_users.values_list("id", flat=True))
     idx.allowed_groups = frozenset(study.allowed_groups.values_list("name", flat=True))
@@ -157,7 +153,7 @@ def study_index(study: Study) -> StudyIndex:
                 idx.pair_prompts[(i, j)] = common
                 idx.eligible[i, j] = idx.eligible[j, i] = True
     idx.calibration = _calibration_set(study, idx)
-    _INDEX[key] = idx
+    INDEX_CACHE.set(key, idx)
     return idx
 
 
@@ -203,27 +199,20 @@ def _calibration_set(study: Study, idx: StudyIndex) -> list[tuple[str, int, str,
 
 
 def study_index_clear() -> None:
-    """Forget what this process cached about studies and annotators."""
-    _INDEX.clear()
-    _ANNOTATORS.clear()
+    """Forget what this process cached about studies and annotators (after a study's setup changed)."""
+    INDEX_CACHE.clear()
+    ANNOTATOR_CACHE.clear()
 
 
 # --------------------------------------------------------------------------- annotators
 
 
-_ANNOTATORS: dict[int, tuple[float, Annotator]] = {}
-ANNOTATOR_CACHE_SECONDS = 60.0
+ANNOTATOR_CACHE = TTLCache(ttl=60.0, maxsize=10_000)
 
 
 def annotator_for_user(user) -> Annotator:
     """The account's annotator (created on first use), remembered briefly per process."""
-    hit = _ANNOTATORS.get(user.pk)
-    now = time.monotonic()
-    if hit is not None and now - hit[0] < ANNOTATOR_CACHE_SECONDS:
-        return hit[1]
-    annotator, _ = Annotator.objects.get_or_create(user=user)
-    _ANNOTATORS[user.pk] = (now, annotator)
-    return annotator
+    return ANNOTATOR_CACHE.get_or_set(user.pk, lambda: Annotator.objects.get_or_create(user=user)[0])
 
 
 def study_restricted(study: Study) -> bool:
@@ -418,10 +407,6 @@ def tasks_serve(*, study: Study, annotator: Annotator, ahead: int = 1) -> Served
     return ServedTasks(h.pending[0], h.pending[1:], h.done)
 
 
-def task_next(*, study: Study, annotator: Annotator, ahead: int = 1) -> tuple[Assignment | None, list[Assignment]]:
-    served = tasks_serve(study=study, annotator=annotator, ahead=ahead)
-    return served.current, served.ahead
-
 
 @dataclass
 class Completion:
@@ -474,8 +459,6 @@ def _shown(study: Study, oid: int) -> tuple[str, int, int, str]:
     """(content URL, width, height, sha256) of the output's rendition for the study's box."""
     shown = study_index(study).display.get(oid)
     if shown is None:  # the box changed after the task was served
-        from .renditions import rendition_make
-
         image = Output.objects.select_related("image").get(pk=oid).image
         r = rendition_make(image=image, long_side=study.display_long_side, square=study.display_square)
         shown = (r.url, r.width, r.height, r.sha256)
@@ -786,11 +769,8 @@ def _parse_answer(kind: str, answer: str) -> tuple[int | None, str]:
         return BINARY_ANSWERS[answer], ""
     if kind == VoteKind.PAIRWISE and answer in PAIRWISE_ANSWERS:
         return None, answer
-    allowed = {
-        VoteKind.LIKERT: "1, 2, 3, 4 or 5",
-        VoteKind.BINARY: "good or bad",
-        VoteKind.PAIRWISE: "left, right, tie or bothbad",
-    }[kind]
+    *first, last = ANSWERS[kind]
+    allowed = f"{', '.join(first)} or {last}"
     raise VoteError(f"answer {quoted(answer)} is not valid for a {kind} task; use {allowed} (or skip)")
 
 
@@ -961,8 +941,6 @@ def _vote_committed(*, study_id: int, criterion_id: int) -> None:
 
 
 def flag_record(*, annotator: Annotator, assignment_id, side: str, reason: str, note: str = "", study: Study):
-    from .models import Flag
-
     if reason not in Flag.Reason.values:
         raise VoteError(f"reason must be one of {', '.join(Flag.Reason.values)}")
     try:
@@ -978,5 +956,3 @@ def flag_record(*, annotator: Annotator, assignment_id, side: str, reason: str, 
     return flag
 
 
-def prompt_of(assignment: Assignment) -> Prompt:
-    return assignment.output_left.prompt

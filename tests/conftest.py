@@ -44,12 +44,8 @@ def _isolated_media(settings, tmp_path):
 @pytest.fixture(autouse=True)
 def _fresh_process_caches():
     """Per-process caches keyed by ids; a rolled-back test may hand the same ids out again."""
-    from arena.roles import roles_cache_clear
     from arena.ttl_cache import caches_clear
-    from arena.voting import study_index_clear
 
-    roles_cache_clear()
-    study_index_clear()
     caches_clear()
 
 
@@ -62,6 +58,14 @@ def _eager_celery():
     app.conf.task_eager_propagates = True
     yield
     app.conf.task_always_eager = False
+
+
+def task_next(*, study, annotator, ahead: int = 1):
+    """The annotator's current task and those reserved after it, as the voting page gets them."""
+    from arena.voting import tasks_serve
+
+    served = tasks_serve(study=study, annotator=annotator, ahead=ahead)
+    return served.current, served.ahead
 
 
 # --------------------------------------------------------------------------- personas

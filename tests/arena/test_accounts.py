@@ -70,12 +70,12 @@ def test_api_errors_come_back_as_json(annotator_user, monkeypatch, make_study):
     res = client_for(annotator_user).get("/api/no-such-thing/")
     assert res.status_code == 404 and res.json() == {"detail": "Not found."}
     study = make_study()
-    import arena.api_vote
+    import arena.api
 
     def broken(**kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(arena.api_vote, "tasks_serve", broken)
+    monkeypatch.setattr(arena.api, "tasks_serve", broken)
     api = api_client_for(annotator_user)
     api.raise_request_exception = False
     res = api.get(f"/api/studies/{study.slug}/next-task/")

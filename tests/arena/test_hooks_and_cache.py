@@ -72,7 +72,7 @@ def test_every_hook_arena_calls_is_registered_by_the_app_that_owns_the_work():
 @pytest.mark.django_db
 def test_without_a_sampler_pairs_are_still_served_uniformly(make_study, monkeypatch):
     from arena.models import Annotator
-    from arena.voting import task_next
+    from tests.conftest import task_next
 
     monkeypatch.delitem(hooks._registry, "pair_pick")
     study = make_study(kinds=("pairwise",), quota_per_annotator=10)

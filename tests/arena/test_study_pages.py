@@ -23,7 +23,8 @@ def _setup_post(study_outputs_from, **over):
 
 def _cast(study, user, n: int, answer: str):
     """`n` votes by one annotator through the voting services; returns the annotator."""
-    from arena.voting import annotator_for_user, task_next, vote_record
+    from arena.voting import annotator_for_user, vote_record
+    from tests.conftest import task_next
 
     annotator = annotator_for_user(user)
     for _ in range(n):

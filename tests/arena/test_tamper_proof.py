@@ -255,7 +255,8 @@ def test_an_invalid_answer_is_quoted_short(make_study, annotator_user):
 
 def test_an_output_withdrawn_by_staff_is_never_served(make_study, admin_user):
     from arena.models import WithdrawnOutput
-    from arena.voting import study_index_clear, task_next
+    from arena.voting import study_index_clear
+    from tests.conftest import task_next
 
     study = make_study(kinds=("binary",), prompts=2, quota_per_annotator=100)
     gone = Output.objects.first()

@@ -11,7 +11,8 @@ from django.utils import timezone
 from scipy.stats import binom
 
 from arena.models import Annotator, Assignment, Flag, GoldTask, Output, Vote
-from arena.voting import annotator_for_user, task_next, vote_record
+from arena.voting import annotator_for_user, vote_record
+from tests.conftest import task_next
 from tests.conftest import GENERATOR_NAMES, client_for
 
 pytestmark = pytest.mark.django_db

@@ -146,7 +146,8 @@ def test_an_impossible_quota_is_refused_live_and_on_save(live_server, browser, a
 def test_exports_download_from_the_boards_buttons_and_read_back(live_server, browser, make_study, researcher, annotator_user, tmp_path):
     import pyarrow.parquet as pq
 
-    from arena.voting import annotator_for_user, task_next, vote_record
+    from arena.voting import annotator_for_user, vote_record
+    from tests.conftest import task_next
 
     # Blocks of three tasks, so ten tasks hold both kinds.
     study = make_study(prompts=2, kinds=("pairwise", "likert"), quota_per_annotator=12, block_size=3)

@@ -9,7 +9,8 @@ from django.utils import timezone
 from PIL import Image
 
 from arena.models import Annotator, Assignment, Flag, Output
-from arena.voting import study_index_clear, task_next
+from arena.voting import study_index_clear
+from tests.conftest import task_next
 from judging.models import OutputScore
 from judging.scorers import ModelUnavailable, ScoreItem, scorer_class
 from judging.scorers.nsfw import NsfwScorer

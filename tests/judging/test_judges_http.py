@@ -11,7 +11,8 @@ from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
 from arena.models import Annotator, Output, Prompt, Vote
-from arena.voting import task_next, vote_record
+from arena.voting import vote_record
+from tests.conftest import task_next
 from judging import judge_backends
 from judging.judge_runs import judge_run_enqueue
 from judging.models import JudgeReport, JudgeRun, JudgeVote, ScoreJob

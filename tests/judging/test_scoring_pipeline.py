@@ -10,7 +10,8 @@ import torch
 from arena.imports import outputs_import
 from arena.models import Annotator, Output, Vote
 from arena.services import outputs_imported
-from arena.voting import task_next, vote_record
+from arena.voting import vote_record
+from tests.conftest import task_next
 from judging.models import Embedding, GeneratorMetric, OutputScore, ScoreJob
 from judging.scorers import clear_scorer_cache
 from judging.selectors import metrics_for_board

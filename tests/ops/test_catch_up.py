@@ -14,7 +14,8 @@ from kombu.exceptions import OperationalError
 from arena import derived
 from arena.models import Annotator, Upload, Vote
 from arena.storage import image_path
-from arena.voting import task_next, vote_record
+from arena.voting import vote_record
+from tests.conftest import task_next
 from arenasite.celery import app
 from judging.models import ScoreJob
 from ops.services import derivations_sweep, worker_beat_record

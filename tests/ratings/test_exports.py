@@ -19,7 +19,8 @@ from django.core.management import CommandError, call_command
 from PIL import Image as PILImage
 
 from arena.models import Annotator, Assignment, Criterion, GoldTask, Output, Vote
-from arena.voting import annotator_for_crowd, annotator_for_user, task_next, vote_record
+from arena.voting import annotator_for_crowd, annotator_for_user, vote_record
+from tests.conftest import task_next
 from ratings.exports import preferences_export, votes_export, votes_export_rows
 from tests.conftest import GENERATOR_NAMES, api_client_for, client_for
 

@@ -8,7 +8,8 @@ import pytest
 from scipy import stats as sps
 
 from arena.models import Annotator, Generator, Vote
-from arena.voting import task_next, vote_record
+from arena.voting import vote_record
+from tests.conftest import task_next
 from ratings.models import EloState, LeaderboardResult, RecomputeState
 from arena.services import annotator_exclusion_set
 from ratings.services import elo_apply, recompute_claim, study_recompute

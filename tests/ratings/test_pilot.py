@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from arena.models import Annotator, Assignment, Vote
-from arena.voting import task_next, vote_record
+from arena.voting import vote_record
+from tests.conftest import task_next
 from ratings import board as board_rules
 from ratings.models import AnnotatorQuality, LeaderboardResult
 from ratings.selectors import board_version_get
