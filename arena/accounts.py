@@ -8,19 +8,13 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import authenticate
 from django.contrib.auth.views import LoginView
 from django.http import Http404, JsonResponse
 from django.utils import timezone
-from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
-from drf_spectacular.views import SpectacularAPIView
-from rest_framework.permissions import AllowAny, IsAuthenticated
-from rest_framework.renderers import JSONRenderer
+from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView, exception_handler
+from rest_framework.views import exception_handler
 
-from .authentication import token_expires_at
 from .models import AuthFailure
 
 logger = logging.getLogger(__name__)
@@ -68,7 +62,7 @@ def auth_failure_record(*, scope: str, request, username: str) -> None:
     ).delete()
 
 
-def _wait_message(seconds: int) -> str:
+def wait_message(seconds: int) -> str:
     minutes = (seconds + 59) // 60
     return f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
 
@@ -80,7 +74,7 @@ class ThrottledLoginView(LoginView):
         wait = auth_retry_after(scope="login", request=request, username=request.POST.get("username", ""))
         if wait is not None:
             form = self.get_form()
-            response = self.render_to_response(self.get_context_data(form=form, throttled=_wait_message(wait)))
+            response = self.render_to_response(self.get_context_data(form=form, throttled=wait_message(wait)))
             response.status_code = 429
             response["Retry-After"] = str(wait)
             return response
@@ -92,47 +86,6 @@ class ThrottledLoginView(LoginView):
 
 
 # --------------------------------------------------------------------------- API tokens
-
-
-class TokenInputSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
-
-
-class TokenOutputSerializer(serializers.Serializer):
-    token = serializers.CharField()
-    expires_at = serializers.DateTimeField(allow_null=True, help_text="When the token stops working (null: never).")
-
-
-class TokenApi(APIView):
-    """Exchange a user name and password for an API token (a new one once the old has expired)."""
-
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-
-    def get_serializer(self, *args, **kwargs):  # for the schema generator
-        return TokenInputSerializer(*args, **kwargs)
-
-    def post(self, request):
-        username = str(request.data.get("username", ""))[:150]
-        wait = auth_retry_after(scope="token", request=request, username=username)
-        if wait is not None:
-            return Response({"detail": _wait_message(wait)}, status=status.HTTP_429_TOO_MANY_REQUESTS,
-                            headers={"Retry-After": str(wait)})
-        ser = TokenInputSerializer(data=request.data)
-        ser.is_valid(raise_exception=True)
-        user = authenticate(request=request._request, username=ser.validated_data["username"],
-                            password=ser.validated_data["password"])
-        if user is None or not user.is_active:
-            auth_failure_record(scope="token", request=request, username=username)
-            return Response({"detail": "Unable to log in with the user name and password given."},
-                            status=status.HTTP_400_BAD_REQUEST)
-        token, _ = Token.objects.get_or_create(user=user)
-        expires = token_expires_at(token)
-        if expires is not None and expires <= timezone.now():
-            token.delete()
-            token = Token.objects.create(user=user)
-        return Response(TokenOutputSerializer({"token": token.key, "expires_at": token_expires_at(token)}).data)
 
 
 # --------------------------------------------------------------------------- JSON errors under /api/
@@ -181,15 +134,3 @@ def json_or_html_400(request, exception=None):
     if _is_api(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return bad_request(request, exception)
-
-
-class SchemaApi(SpectacularAPIView):
-    """The OpenAPI schema, for signed-in users only; a refusal is JSON like every other API error."""
-
-    permission_classes = [IsAuthenticated]
-
-    def handle_exception(self, exc):
-        response = super().handle_exception(exc)
-        self.request.accepted_renderer = JSONRenderer()
-        self.request.accepted_media_type = "application/json"
-        return response

@@ -1,18 +1,25 @@
-"""REST API of the arena app (token or session auth): uploads (staff) and voting (annotators,
-through the same services as the htmx pages, with the same blindness)."""
+"""REST API of the arena app (token or session auth): API tokens and the OpenAPI schema, uploads
+(staff) and voting (annotators, through the same services as the htmx pages, with the same blindness)."""
 
+from django.contrib.auth import authenticate
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import BasePermission, IsAdminUser
+from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import questions, roles
+from .accounts import auth_failure_record, auth_retry_after, wait_message
 from .api_schema import NEXT_TASK_RESPONSES, VOTE_RESPONSES, UploadErrorSerializer, errors
+from .authentication import token_expires_at
 from .imports import ImportRejected
 from .models import ANSWERS, SKIP, Assignment, Study, Upload
 from .selectors import study_by_slug
@@ -27,6 +34,62 @@ from .voting import (
     tasks_serve,
     vote_record,
 )
+
+
+# --------------------------------------------------------------------------- tokens and the schema
+
+
+class TokenInputSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, trim_whitespace=False, style={"input_type": "password"})
+
+
+class TokenOutputSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="When the token stops working (null: never).")
+
+
+class TokenApi(APIView):
+    """Exchange a user name and password for an API token (a new one once the old has expired)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get_serializer(self, *args, **kwargs):  # for the schema generator
+        return TokenInputSerializer(*args, **kwargs)
+
+    def post(self, request):
+        username = str(request.data.get("username", ""))[:150]
+        wait = auth_retry_after(scope="token", request=request, username=username)
+        if wait is not None:
+            return Response({"detail": wait_message(wait)}, status=status.HTTP_429_TOO_MANY_REQUESTS,
+                            headers={"Retry-After": str(wait)})
+        ser = TokenInputSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        user = authenticate(request=request._request, username=ser.validated_data["username"],
+                            password=ser.validated_data["password"])
+        if user is None or not user.is_active:
+            auth_failure_record(scope="token", request=request, username=username)
+            return Response({"detail": "Unable to log in with the user name and password given."},
+                            status=status.HTTP_400_BAD_REQUEST)
+        token, _ = Token.objects.get_or_create(user=user)
+        expires = token_expires_at(token)
+        if expires is not None and expires <= timezone.now():
+            token.delete()
+            token = Token.objects.create(user=user)
+        return Response(TokenOutputSerializer({"token": token.key, "expires_at": token_expires_at(token)}).data)
+
+
+class SchemaApi(SpectacularAPIView):
+    """The OpenAPI schema, for signed-in users only; a refusal is JSON like every other API error."""
+
+    permission_classes = [IsAuthenticated]
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = "application/json"
+        return response
 
 
 # --------------------------------------------------------------------------- uploads

@@ -24,6 +24,8 @@ urlpatterns = [
 ]
 
 api_urlpatterns = [
+    path("schema/", api.SchemaApi.as_view(), name="schema"),
+    path("token/", api.TokenApi.as_view(), name="api_token"),
     path("uploads/", api.UploadListCreateApi.as_view(), name="api_upload_list"),
     path("uploads/<int:pk>/", api.UploadDetailApi.as_view(), name="api_upload_detail"),
     path("studies/<slug:slug>/next-task/", api.NextTaskApi.as_view(), name="api_next_task"),

@@ -4,16 +4,14 @@ from drf_spectacular.views import SpectacularSwaggerView
 from django.urls import include, path, re_path
 
 from arena import urls as arena_urls
-from arena.accounts import SchemaApi, ThrottledLoginView, TokenApi
+from arena.accounts import ThrottledLoginView
 from arena.views import healthz, media_file
 from ops import urls as ops_urls
 from ratings import urls as ratings_urls
 from judging import urls as judging_urls
 
 api_patterns = [
-    path("schema/", SchemaApi.as_view(), name="schema"),
     path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api_docs"),
-    path("token/", TokenApi.as_view(), name="api_token"),
     *arena_urls.api_urlpatterns,
     *ratings_urls.api_urlpatterns,
     *judging_urls.api_urlpatterns,
