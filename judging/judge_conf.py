@@ -6,7 +6,7 @@ ARENA_JUDGES            JSON list of judges, each an object with
                           model        model name sent to the endpoint, or hub id / local folder
                           url          http only: base URL, e.g. http://gpu-host:8000/v1
                           api_key_env  http only, optional: the environment variable holding the key
-                          concurrency, timeout, retries, max_tokens   optional, defaults below
+                          concurrency, timeout, retries, max_tokens   optional, default: the ARENA_JUDGE_* below
 ARENA_JUDGE_NAME        name of the default judge                          (default "judge")
 ARENA_JUDGE_URL         default judge: OpenAI-compatible endpoint (needs ARENA_JUDGE_MODEL)
 ARENA_JUDGE_MODEL       default judge: model name at the endpoint, or, without a URL, the
@@ -107,6 +107,16 @@ def _check(cfg: JudgeConfig, where: str) -> JudgeConfig:
     return cfg
 
 
+_LIMITS = ("concurrency", "timeout", "retries", "max_tokens")
+
+
+def _limits(source: Any) -> dict[str, int]:
+    """ARENA_JUDGE_CONCURRENCY, _TIMEOUT, _RETRIES and _MAX_TOKENS: the default judge's limits and
+    the defaults of every judge in ARENA_JUDGES that does not set its own."""
+    base = JudgeConfig(name="", backend="", model="")
+    return {k: int(getattr(source, f"ARENA_JUDGE_{k.upper()}", getattr(base, k))) for k in _LIMITS}
+
+
 def judges_configured(source: Any = None) -> dict[str, JudgeConfig]:
     """Every configured judge by name: ARENA_JUDGES, then the default judge (ARENA_JUDGE_*).
 
@@ -116,6 +126,7 @@ def judges_configured(source: Any = None) -> dict[str, JudgeConfig]:
         from django.conf import settings as source
 
     judges: dict[str, JudgeConfig] = {}
+    limits = _limits(source)
     entries = getattr(source, "ARENA_JUDGES", None) or []
     if not isinstance(entries, (list, tuple)):
         raise ImproperlyConfigured(f"ARENA_JUDGES must be a list of judges, got {type(entries).__name__}")
@@ -130,8 +141,7 @@ def judges_configured(source: Any = None) -> dict[str, JudgeConfig]:
         cfg = _check(JudgeConfig(
             name=_text(entry, "name", where, required=True), backend=backend, model=_text(entry, "model", where),
             url=_text(entry, "url", where), api_key_env=_text(entry, "api_key_env", where),
-            concurrency=_int(entry, "concurrency", 4, where, 1), timeout=_int(entry, "timeout", 120, where, 1),
-            retries=_int(entry, "retries", 3, where, 0), max_tokens=_int(entry, "max_tokens", 512, where, 1),
+            **{k: _int(entry, k, limits[k], where, 0 if k == "retries" else 1) for k in _LIMITS},
             setting=where,
         ), where)
         if cfg.name in judges:
@@ -147,8 +157,7 @@ def judges_configured(source: Any = None) -> dict[str, JudgeConfig]:
         cfg = _check(JudgeConfig(
             name=name, backend=HTTP if url else TRANSFORMERS, model=model, url=url,
             api_key=(getattr(source, "ARENA_JUDGE_API_KEY", "") or "").strip(),
-            concurrency=int(getattr(source, "ARENA_JUDGE_CONCURRENCY", 4)), timeout=int(getattr(source, "ARENA_JUDGE_TIMEOUT", 120)),
-            retries=int(getattr(source, "ARENA_JUDGE_RETRIES", 3)), max_tokens=int(getattr(source, "ARENA_JUDGE_MAX_TOKENS", 512)),
+            **limits,
             setting=where,
         ), where)
         if cfg.name in judges:
