@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from arena.api_schema import ErrorSerializer, errors
 from arena.models import Study
 
-from .judge_runs import JudgeRunRefused, judge_run_enqueue, judge_runs_recent
+from .judge_runs import MAX_SAMPLE, JudgeRunRefused, judge_run_enqueue, judge_runs_recent
 from .models import JudgeRun, ScoreJob
 from .services import jobs_recent
 
@@ -71,7 +71,7 @@ class JudgeRunSerializer(serializers.ModelSerializer):
 
 class JudgeRunInputSerializer(serializers.Serializer):
     judge = serializers.CharField(max_length=60, help_text="a judge name from ARENA_JUDGES or ARENA_JUDGE_NAME")
-    sample = serializers.IntegerField(min_value=1, required=False, allow_null=True,
+    sample = serializers.IntegerField(min_value=1, max_value=MAX_SAMPLE, required=False, allow_null=True,
                                       help_text="judge only the first N tasks (those people voted on first)")
 
 

@@ -80,6 +80,9 @@ def rubrics_save(*, study: Study, texts: dict[int, str]) -> dict[int, str]:
         if cid not in criteria:
             errors[cid] = "not a criterion of this study"
             continue
+        if len(text) > MAX_RUBRIC_CHARS:
+            errors[cid] = f"the rubric is {len(text):,} characters; at most {MAX_RUBRIC_CHARS:,} (it goes into every prompt)"
+            continue
         try:
             rubric_scale(text, criterion=criteria[cid].name)
         except RubricError as exc:
@@ -171,6 +174,10 @@ def judge_tasks_plan(*, study: Study, rubrics: dict[int, str], displayed: dict[i
 # --------------------------------------------------------------------------- queueing
 
 
+MAX_SAMPLE = 1_000_000  # tasks in one sample (a run without a sample judges every task)
+MAX_RUBRIC_CHARS = 8_000  # a rubric goes into every prompt a judge is sent
+
+
 def judge_run_enqueue(*, study: Study, judge: str, sample: int | None = None, user=None) -> JudgeRun:
     """Queue a run of judge ``judge`` on the study (``sample``: its first N tasks only).
     Raises JudgeRunRefused, naming the setting or the rubric, when it could not run."""
@@ -178,8 +185,8 @@ def judge_run_enqueue(*, study: Study, judge: str, sample: int | None = None, us
         cfg = judge_get(judge)
     except ImproperlyConfigured as exc:
         raise JudgeRunRefused(str(exc)) from None
-    if sample is not None and sample < 1:
-        raise JudgeRunRefused(f"--sample must be a positive number of tasks, got {sample}")
+    if sample is not None and not 1 <= sample <= MAX_SAMPLE:
+        raise JudgeRunRefused(f"the sample must be a number of tasks from 1 to {MAX_SAMPLE:,}, got {sample}")
     try:
         _rubrics_checked(study)
     except RubricError as exc:

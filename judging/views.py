@@ -9,7 +9,7 @@ from arena import roles
 from arena.models import Study
 
 from .judge_conf import judges_configured
-from .judge_runs import JudgeRunRefused, judge_run_enqueue, judge_runs_recent, rubrics_get, rubrics_save
+from .judge_runs import MAX_RUBRIC_CHARS, JudgeRunRefused, judge_run_enqueue, judge_runs_recent, rubrics_get, rubrics_save
 
 
 @roles.staff_required
@@ -30,7 +30,7 @@ def judge_rubrics_page(request, slug: str):
         cid = r["criterion"].pk
         r["error"] = errors_by_criterion.get(cid, "")
         if cid in typed:
-            r["text"] = typed[cid]
+            r["text"] = typed[cid][:MAX_RUBRIC_CHARS + 1000]  # a refused, very long text is not sent back whole
     try:
         judges = list(judges_configured().values())
         config_error = ""

@@ -157,3 +157,19 @@ def test_a_second_run_of_the_same_judge_is_refused_while_one_is_queued(settings,
     with pytest.raises(JudgeRunRefused, match=f"Judge run {first.pk} of this judge on {study.slug} is already queued"):
         judge_run_enqueue(study=study, judge="fair")
     assert JudgeRun.objects.count() == 1
+
+
+def test_an_oversized_sample_or_rubric_is_refused_and_nothing_is_stored(settings, study, admin_user):
+    configure(settings, {"name": "fair", "url": "http://127.0.0.1:9/v1", "model": "fair-vl"})
+    admin = api_client_for(admin_user)
+    res = admin.post(f"/api/studies/{study.slug}/judge-runs/", {"judge": "fair", "sample": 9223372036854775808}, format="json")
+    assert res.status_code == 400 and "sample" in res.json()
+    staff = client_for(admin_user)
+    res = staff.post(f"/staff/studies/{study.slug}/judges/run/", {"judge": "fair", "sample": "99999999999999999999999"}, follow=True)
+    assert res.status_code == 200 and "the sample must be a number of tasks from 1 to 1,000,000" in res.content.decode()
+    assert JudgeRun.objects.count() == 0
+    criterion = study.criteria.get()
+    huge = "1: dull\n5: vivid\n" + "x" * 2_000_000
+    res = staff.post(f"/staff/studies/{study.slug}/judges/", {f"rubric-{criterion.pk}": huge})
+    assert res.status_code == 400 and "at most 8,000" in res.content.decode()
+    assert len(res.content) < 100_000 and JudgeRubric.objects.count() == 0
