@@ -93,6 +93,11 @@ def test_a_tiny_random_model_judges_on_the_gpu_queue_and_its_unreadable_answers_
     # 1 pair (both orders) + 2 ratings + 2 questions, each asked again once: nothing parsed.
     assert run["verdicts"] == run["failures"] == 5 and run["requests"] == 2 * (2 + 2 + 2)
     assert run["completion_tokens"] > 0 and run["prompt_tokens"] > 0
+    # The run is marked done before the task returns; the worker logs its success just after.
+    deadline = time.monotonic() + 30
+    while "succeeded" not in log and time.monotonic() < deadline:
+        time.sleep(0.2)
+        log = celery_worker_process.log_path.read_text()
     assert "judging.judge_study" in log and "succeeded" in log
     votes = list(JudgeVote.objects.all())
     assert all(v.failed and v.score is None and v.choice == "" for v in votes)
