@@ -119,7 +119,11 @@ def test_the_board_counts_hallucinations_and_misses_as_people_answered(make_stud
             assert got[k] == want[k], (name, k)
         low, high = proportion_confint(want["correct"], want["n"], alpha=0.05, method="wilson")
         assert got["low"] == pytest.approx(low, abs=1e-5) and got["high"] == pytest.approx(high, abs=1e-5)
-        assert got["hallucination_rate"]["rate"] == pytest.approx(want["hallucinated"] / want["people_no"], abs=1e-5)
+        for rate, k, of in (("hallucination_rate", "hallucinated", "people_no"), ("missed_rate", "missed", "people_yes")):
+            if want[of]:  # a source may answer none of the items people said no (or yes) to: no rate then
+                assert got[rate]["rate"] == pytest.approx(want[k] / want[of], abs=1e-5), (name, rate)
+            else:
+                assert got[rate]["rate"] is None and got[rate]["low"] is None, (name, rate)
         for g in sources[name]["generators"]:
             w = expected_counts(cast, answers, keep=lambda key: outputs[key[0]].generator.name == g["name"])
             assert (g["n"], g["hallucinated"], g["missed"]) == (w["n"], w["hallucinated"], w["missed"])
