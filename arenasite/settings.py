@@ -149,6 +149,9 @@ ARENA_TOKEN_TTL_HOURS = env_int("ARENA_TOKEN_TTL_HOURS", 24 * 30, minimum=0)
 
 # Ratings.
 ARENA_RECOMPUTE_DEBOUNCE_SECONDS = env_int("ARENA_RECOMPUTE_DEBOUNCE_SECONDS", 5, minimum=0)
+# The online Elo runs at most this often per criterion: votes in the window are applied together,
+# so under load a vote rarely has to ask for a run (README "How it stays current").
+ARENA_ELO_DEBOUNCE_SECONDS = env_int("ARENA_ELO_DEBOUNCE_SECONDS", 1, minimum=0)
 ARENA_BOOTSTRAP_ROUNDS = env_int("ARENA_BOOTSTRAP_ROUNDS", 1000, minimum=10)
 
 # Derived state catches up on its own (README "How it stays current"): a request older than
@@ -203,10 +206,11 @@ else:
     # An unacknowledged message (its worker was killed) is delivered again after this long. It
     # must exceed every countdown a task is queued with (the recompute debounce, retry backoff).
     ARENA_VISIBILITY_TIMEOUT_SECONDS = env_int("ARENA_VISIBILITY_TIMEOUT_SECONDS", 300, minimum=10)
-    if ARENA_VISIBILITY_TIMEOUT_SECONDS <= ARENA_RECOMPUTE_DEBOUNCE_SECONDS + 60:
+    _debounce = max(ARENA_RECOMPUTE_DEBOUNCE_SECONDS, ARENA_ELO_DEBOUNCE_SECONDS)
+    if ARENA_VISIBILITY_TIMEOUT_SECONDS <= _debounce + 60:
         raise ImproperlyConfigured(
             f"ARENA_VISIBILITY_TIMEOUT_SECONDS={ARENA_VISIBILITY_TIMEOUT_SECONDS} must exceed "
-            f"ARENA_RECOMPUTE_DEBOUNCE_SECONDS + 60 (the longest countdown a task is queued with)"
+            f"ARENA_RECOMPUTE_DEBOUNCE_SECONDS and ARENA_ELO_DEBOUNCE_SECONDS + 60 (the longest countdown a task is queued with)"
         )
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": ARENA_VISIBILITY_TIMEOUT_SECONDS,

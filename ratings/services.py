@@ -57,7 +57,7 @@ def ratings_vote_committed(*, study_id: int, criterion_id: int) -> None:
             from .tasks import elo_apply_task
 
             derived.dispatch(EloState, pk=elo[0], requested_at=elo[1], queued_at=elo[2], task=elo_apply_task,
-                             args=(study_id, criterion_id), now=now)
+                             args=(study_id, criterion_id), countdown=settings.ARENA_ELO_DEBOUNCE_SECONDS, now=now)
         if recompute is None:
             recompute_request(study_id=study_id)
         else:
@@ -113,7 +113,7 @@ def elo_request(*, study_id: int, criterion_id: int) -> None:
     pk, requested_at, queued_at = _mark_requested(EloState, now, study_id=study_id, criterion_id=criterion_id)
     derived.dispatch(
         EloState, pk=pk, requested_at=requested_at, queued_at=queued_at,
-        task=elo_apply_task, args=(study_id, criterion_id), now=now,
+        task=elo_apply_task, args=(study_id, criterion_id), countdown=settings.ARENA_ELO_DEBOUNCE_SECONDS, now=now,
     )
 
 
@@ -226,7 +226,8 @@ def elo_apply(*, study_id: int, criterion_id: int) -> int:
     applied = 0
     while True:
         with transaction.atomic():
-            state = EloState.objects.select_for_update().get(pk=state.pk)
+            _elo_lock(state.pk)
+            state = EloState.objects.get(pk=state.pk)
             rows = list(
                 Vote.objects.filter(study_id=study_id, criterion_id=criterion_id, elo_applied=False)
                 .order_by("id")
@@ -256,8 +257,11 @@ def elo_apply(*, study_id: int, criterion_id: int) -> int:
                 # In the batch's transaction: the board is owed these votes even if this process
                 # dies before it queues the recompute (and even if the votes' own hook never ran).
                 _mark_requested(RecomputeState, timezone.now(), study_id=study_id)
-            state.finished_at = timezone.now()
-            state.save(update_fields=["ratings", "votes_applied", "last_vote_id", "batches", "finished_at", "updated_at"])
+            # The row itself is written last, so a vote asking for the next run (a write to the same
+            # row) waits for this commit at most, never for the whole batch.
+            EloState.objects.filter(pk=state.pk).update(
+                ratings=state.ratings, votes_applied=state.votes_applied, last_vote_id=state.last_vote_id,
+                batches=state.batches, finished_at=timezone.now(), updated_at=timezone.now())
         if len(rows) < ELO_BATCH:
             break
     if applied:
@@ -265,11 +269,25 @@ def elo_apply(*, study_id: int, criterion_id: int) -> int:
     return applied
 
 
+ELO_LOCK_CLASS = 0x454C4F  # "ELO": the first key of the advisory locks that serialize Elo batches
+
+
+def _elo_lock(state_pk: int) -> None:
+    """Hold, until the transaction ends, the lock that lets one Elo batch (or reset) at a time
+    change a criterion's Elo. An advisory lock rather than the state row's own lock, so that votes
+    recording a request on that row do not wait for a batch. SQLite runs one writer at a time anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ELO_LOCK_CLASS, state_pk])
+
+
 def elo_reset(*, study_id: int) -> list[int]:
     """Forget the online Elo of a study so it is replayed from the first vote (after annotators
     were excluded or included again). Run inside the caller's transaction; returns criteria ids."""
     criteria = []
-    for state in EloState.objects.select_for_update().filter(study_id=study_id).order_by("pk"):
+    for state in EloState.objects.filter(study_id=study_id).order_by("pk"):
+        _elo_lock(state.pk)
+        state.refresh_from_db()
         Vote.objects.filter(study_id=study_id, criterion_id=state.criterion_id, elo_applied=True).update(elo_applied=False, elo_batch=None)
         state.ratings, state.votes_applied, state.last_vote_id, state.batches = {}, 0, 0, 0
         state.save(update_fields=["ratings", "votes_applied", "last_vote_id", "batches", "updated_at"])
