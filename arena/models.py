@@ -448,9 +448,12 @@ class Assignment(models.Model):
     """A task served to one annotator. The server alone decides which output is shown left."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
+    # No single-column indexes on study and annotator: the composite indexes below lead with them,
+    # and a lone study index tempts the planner (before statistics exist) into reading a study's
+    # every assignment to count a few items.
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     criterion = models.ForeignKey(Criterion, on_delete=models.CASCADE)
-    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="assignments", db_index=False)
     kind = models.CharField(max_length=10, choices=VoteKind.choices)
     output_left = models.ForeignKey(Output, on_delete=models.CASCADE, related_name="+")
     output_right = models.ForeignKey(Output, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
@@ -471,7 +474,9 @@ class Assignment(models.Model):
         ]
         indexes = [
             models.Index(fields=["study", "item_key"]),
-            models.Index(fields=["annotator", "answered_at"]),
+            # An annotator's open tasks in a study, oldest first, without reading the answered ones.
+            models.Index(fields=["annotator", "study", "served_at"], condition=Q(answered_at__isnull=True),
+                         name="assignment_unanswered"),
         ]
 
     def __str__(self) -> str:
@@ -488,9 +493,10 @@ class Vote(models.Model):
         BOTH_BAD = "bothbad", "Both bad"
 
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="vote")
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="votes")
+    # study and annotator are indexed by the composite indexes below, which lead with them.
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="votes", db_index=False)
     criterion = models.ForeignKey(Criterion, on_delete=models.CASCADE)
-    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="votes")
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="votes", db_index=False)
     kind = models.CharField(max_length=10, choices=VoteKind.choices)
     output_left = models.ForeignKey(Output, on_delete=models.CASCADE, related_name="+")
     output_right = models.ForeignKey(Output, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
@@ -525,6 +531,7 @@ class Vote(models.Model):
         ]
         indexes = [
             models.Index(fields=["study", "criterion", "kind"]),
+            models.Index(fields=["annotator", "study"], name="vote_annotator_study"),
             models.Index(fields=["study", "criterion"], condition=Q(elo_applied=False), name="vote_elo_pending"),
         ]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import weakref
 from functools import lru_cache
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 try:
     import psycopg
@@ -36,25 +36,26 @@ _generic: weakref.WeakSet = weakref.WeakSet()
 def cursor():
     """A cursor for the fixed statements: prepared on PostgreSQL with psycopg 3, Django's own cursor
     elsewhere. Either way it is Django's cursor wrapper, so execute wrappers still see them."""
-    if psycopg is None or connection.vendor != "postgresql" or connection.queries_logged:
+    conn = connections[DEFAULT_DB_ALIAS]  # the thread's connection, looked up once
+    if psycopg is None or conn.vendor != "postgresql" or conn.queries_logged:
         # Elsewhere, and while queries are logged (DEBUG, tests capturing them), the statements
         # run unprepared, so the log shows them with their values.
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
+        return conn.cursor()
+    conn.close_if_health_check_failed()
+    conn.ensure_connection()
+    raw = conn.connection
     if raw.prepare_threshold is None:
         # Django leaves automatic preparing off (for poolers); these cursors ask for it
         # explicitly, and the ORM's client-side cursors never prepare, whatever the threshold.
         raw.prepare_threshold = 2**31
-    if raw not in _generic and not connection.in_atomic_block:
+    if raw not in _generic and not conn.in_atomic_block:
         # Every fixed statement is a lookup by key, so one generic plan serves all its runs
         # (PostgreSQL would otherwise plan each run anew). Only prepared statements are
         # affected; set outside a transaction, so no rollback undoes it.
         raw.execute("SET plan_cache_mode = force_generic_plan")
         _generic.add(raw)
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(_PreparedCursor(raw))
+    with conn.wrap_database_errors:
+        return conn._prepare_cursor(_PreparedCursor(raw))
 
 
 def q(name: str) -> str:

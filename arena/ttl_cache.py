@@ -29,15 +29,13 @@ class TTLCache:
         self.maxsize = maxsize
         self._data: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._making: dict[Hashable, threading.Event] = {}
         _CACHES.add(self)
 
     def get(self, key: Hashable, default: Any = None) -> Any:
         with self._lock:
             hit = self._data.get(key)
-            if hit is None:
-                return default
-            if time.monotonic() - hit[0] >= self.ttl:
-                del self._data[key]
+            if hit is None or time.monotonic() - hit[0] >= self.ttl:
                 return default
             return hit[1]
 
@@ -55,6 +53,35 @@ class TTLCache:
             value = make()
             self.set(key, value)
         return value
+
+    def get_or_make(self, key: Hashable, make: Callable[[], Any], *, wait: float = 30.0) -> Any:
+        """The cached value, or `make()` stored and returned, made by one thread at a time per key.
+
+        While one thread makes a value whose entry has expired, the others get the expired value
+        (a few seconds old, as any cached value may be) instead of all making it at once; with no
+        value at all they wait for the maker (at most `wait` seconds, then make their own).
+        """
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.ttl:
+                return hit[1]
+            other = self._making.get(key)
+            if other is not None and hit is not None:
+                return hit[1]
+            if other is None:
+                mine = self._making[key] = threading.Event()
+        if other is not None:
+            other.wait(wait)
+            value = self.get(key, _MISSING)
+            return make() if value is _MISSING else value
+        try:
+            value = make()
+            self.set(key, value)
+            return value
+        finally:
+            with self._lock:
+                self._making.pop(key, None)
+            mine.set()
 
     def clear(self) -> None:
         with self._lock:

@@ -13,6 +13,7 @@ import secrets
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import timedelta
 
 import numpy as np
@@ -116,10 +117,13 @@ def _study_display(study: Study, outputs) -> dict[str, tuple[str, int, int]]:
 
 
 def study_index(study: Study) -> StudyIndex:
+    """What serving a study needs, built at most once per process every few seconds: while one
+    request rebuilds it, the others keep serving from the previous one."""
     key = (study.pk, study.created_at, study.display_long_side, study.display_square)
-    idx = INDEX_CACHE.get(key)
-    if idx is not None:
-        return idx
+    return INDEX_CACHE.get_or_make(key, lambda: _study_index_build(study))
+
+
+def _study_index_build(study: Study) -> StudyIndex:
     idx = StudyIndex()
     idx.criteria = list(study.criteria.all())
     idx.allowed_users = frozenset(study.allowed_users.values_list("id", flat=True))
@@ -153,7 +157,6 @@ def study_index(study: Study) -> StudyIndex:
                 idx.pair_prompts[(i, j)] = common
                 idx.eligible[i, j] = idx.eligible[j, i] = True
     idx.calibration = _calibration_set(study, idx)
-    INDEX_CACHE.set(key, idx)
     return idx
 
 
@@ -301,19 +304,16 @@ def _lock_annotator(annotator: Annotator) -> None:
         cursor.execute(sql, [annotator.pk])
 
 
-def _pending_sql(limit: int) -> str:
-    a, o, p = Assignment, Output, Prompt
-    cols = ", ".join([rawsql.columns(a, "a"), rawsql.columns(o, "ol"), rawsql.columns(p, "p"), rawsql.columns(o, "orr")])
-    n = rawsql.width(a) + 2 * rawsql.width(o) + rawsql.width(p)
+@lru_cache(maxsize=64)
+def _pending_sql(limit: int, count_done: bool, count_served: bool, vendor: str) -> str:
+    done = "(SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s)" if count_done else "NULL"
+    served = "(SELECT count(*) FROM arena_assignment WHERE annotator_id = %s AND study_id = %s)" if count_served else "NULL"
+    cols = rawsql.columns(Assignment, "a").split(", ")
     return (
-        "SELECT c.done, c.held, c.served, " + ", ".join(f"r.c{i}" for i in range(n)) + " FROM ("
-        " SELECT (SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s) AS done,"
-        " (SELECT count(*) FROM arena_assignment WHERE annotator_id = %s AND study_id = %s"
-        "  AND answered_at IS NULL AND expires_at > %s) AS held,"
-        " (SELECT count(*) FROM arena_assignment WHERE annotator_id = %s AND study_id = %s) AS served) c"
-        " LEFT JOIN (SELECT " + ", ".join(f"{c} AS c{i}" for i, c in enumerate(cols.split(", "))) +
-        " FROM arena_assignment a JOIN arena_output ol ON ol.id = a.output_left_id"
-        " JOIN arena_prompt p ON p.id = ol.prompt_id LEFT JOIN arena_output orr ON orr.id = a.output_right_id"
+        "SELECT c.done, c.served, " + ", ".join(f"r.c{i}" for i in range(len(cols))) +
+        f" FROM (SELECT {done} AS done, {served} AS served) c"
+        " LEFT JOIN (SELECT " + ", ".join(f"{c} AS c{i}" for i, c in enumerate(cols)) +
+        " FROM arena_assignment a"
         " WHERE a.annotator_id = %s AND a.study_id = %s AND a.answered_at IS NULL AND a.expires_at > %s"
         f" ORDER BY a.served_at LIMIT {int(limit)}) r ON 1 = 1"
     )
@@ -322,49 +322,51 @@ def _pending_sql(limit: int) -> str:
 @dataclass
 class _Held:
     done: int  # votes given in the study
-    held: int  # unanswered, unexpired tasks reserved
-    served: int  # tasks ever reserved in the study
-    pending: list[Assignment]  # the first of the held tasks, oldest first
+    served: int | None  # tasks ever reserved in the study (counted for task blocks only)
+    # The first `limit` unanswered, unexpired tasks held, oldest first: all of them when fewer.
+    pending: list[Assignment]
 
 
-def _pending(study: Study, annotator: Annotator, limit: int) -> _Held:
+def _pending(study: Study, annotator: Annotator, limit: int, *, done: int | None = None) -> _Held:
     """Where the annotator stands in the study, with the first `limit` unanswered tasks (their
-    outputs and prompt loaded): one statement."""
-    now = rawsql.prep(Assignment, "expires_at", timezone.now())
+    outputs and prompt loaded): one statement. `done`: the votes given, when the caller knows."""
+    count_served = bool(study.task_blocks)
+    params = []
+    if done is None:
+        params += [annotator.pk, study.pk]
+    if count_served:
+        params += [annotator.pk, study.pk]
+    params += [annotator.pk, study.pk, rawsql.prep(Assignment, "expires_at", timezone.now())]
     with rawsql.cursor() as cursor:
-        cursor.execute(_pending_sql(limit), [annotator.pk, study.pk, annotator.pk, study.pk, now,
-                                             annotator.pk, study.pk, annotator.pk, study.pk, now])
+        cursor.execute(_pending_sql(limit, done is None, count_served, connection.vendor), params)
         rows = cursor.fetchall()
     criteria = {c.pk: c for c in study_index(study).criteria}
-    na, no, np_ = rawsql.width(Assignment), rawsql.width(Output), rawsql.width(Prompt)
     tasks = []
     for row in rows:
-        if row[3] is None:
+        if row[2] is None:
             break
-        values = row[3:]
-        a = rawsql.instance(Assignment, values[:na])
-        left = rawsql.instance(Output, values[na:na + no])
-        left._state.fields_cache["prompt"] = rawsql.instance(Prompt, values[na + no:na + no + np_])
-        a._state.fields_cache["output_left"] = left
-        right = values[na + no + np_:]
-        a._state.fields_cache["output_right"] = rawsql.instance(Output, right) if right[0] is not None else None
+        a = rawsql.instance(Assignment, row[2:])
+        if not _outputs_from_index(study, a):  # an output no longer served: read as it is
+            a.output_left.prompt  # noqa: B018 (loads it now, as the index would have)
         if a.criterion_id in criteria:
             a._state.fields_cache["criterion"] = criteria[a.criterion_id]
         tasks.append(a)
-    return _Held(rows[0][0], rows[0][1], rows[0][2], tasks)
+    return _Held(rows[0][0] if done is None else done, rows[0][1], tasks)
 
 
-def _reserve(*, study: Study, annotator: Annotator, ahead: int) -> ServedTasks:
+def _reserve(*, study: Study, annotator: Annotator, ahead: int, done: int | None = None) -> ServedTasks:
     """Reserve tasks up to `1 + ahead` unanswered ones, within what the quota leaves; the caller
     holds the annotator's lock, so however many requests race, the annotator never holds more
-    unanswered tasks than the quota leaves."""
-    h = _pending(study, annotator, 1 + ahead)
+    unanswered tasks than the quota leaves. `done`: the votes given, when the caller knows."""
+    h = _pending(study, annotator, 1 + ahead, done=done)
     if study.quota_per_annotator - h.done <= 0 or not study.is_open:
         return ServedTasks(None, [], h.done)
-    want = min(1 + ahead - len(h.pending), study.quota_per_annotator - h.done - h.held)
+    # Fewer held than asked for means `pending` holds them all; with as many, none is wanted.
+    want = min(1 + ahead - len(h.pending), study.quota_per_annotator - h.done - len(h.pending))
     created: list[Assignment] = []
     while len(created) < want:
-        a = _assignment_create(study=study, annotator=annotator, served=h.served + len(created))
+        served = None if h.served is None else h.served + len(created)
+        a = _assignment_create(study=study, annotator=annotator, served=served)
         if a is None:
             break
         created.append(a)
@@ -372,7 +374,7 @@ def _reserve(*, study: Study, annotator: Annotator, ahead: int) -> ServedTasks:
         if all(_outputs_from_index(study, a) for a in created):
             h.pending += created  # reserved after every held one, so last in serving order
         else:
-            h = _pending(study, annotator, 1 + ahead)
+            h = _pending(study, annotator, 1 + ahead, done=h.done)
     if not h.pending:
         return ServedTasks(None, [], h.done)
     return ServedTasks(h.pending[0], h.pending[1:], h.done)
@@ -623,14 +625,22 @@ def _item_counts(study: Study, annotator: Annotator, keys: list[str]) -> tuple[d
     tasks don't count), and which this annotator was ever served. One statement."""
     if not keys:
         return {}, set()
-    sql = (
-        "SELECT item_key, count(DISTINCT CASE WHEN skipped = %s AND (answered_at IS NOT NULL OR expires_at > %s)"
-        " THEN annotator_id END), max(CASE WHEN annotator_id = %s THEN 1 ELSE 0 END)"
-        f" FROM arena_assignment WHERE study_id = %s AND item_key IN ({', '.join(['%s'] * len(keys))}) GROUP BY item_key"
-    )
+    counted = ("count(DISTINCT CASE WHEN skipped = %s AND (answered_at IS NOT NULL OR expires_at > %s)"
+               " THEN annotator_id END), max(CASE WHEN annotator_id = %s THEN 1 ELSE 0 END)")
     now = rawsql.prep(Assignment, "expires_at", timezone.now())
+    if connection.vendor == "postgresql":
+        # One index probe per key, whatever the statistics say: with an IN list, a plan made
+        # before the table was analyzed reads every assignment of the study and filters them.
+        sql = (f"SELECT k.key, c.n, c.mine FROM unnest(%s::varchar[]) AS k(key) CROSS JOIN LATERAL"
+               f" (SELECT {counted.replace('), max', ') AS n, max')} AS mine FROM arena_assignment"
+               " WHERE study_id = %s AND item_key = k.key) c WHERE c.mine IS NOT NULL")
+        params = [list(keys), False, now, annotator.pk, study.pk]
+    else:
+        sql = (f"SELECT item_key, {counted} FROM arena_assignment"
+               f" WHERE study_id = %s AND item_key IN ({', '.join(['%s'] * len(keys))}) GROUP BY item_key")
+        params = [False, now, annotator.pk, study.pk, *keys]
     with rawsql.cursor() as cursor:
-        cursor.execute(sql, [False, now, annotator.pk, study.pk, *keys])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     return {k: n for k, n, _ in rows if n}, {k for k, _, mine in rows if mine}
 
@@ -807,19 +817,19 @@ def _assignment_uuid(value) -> uuid.UUID:
 
 
 def _assignment_for_vote(assignment_id: uuid.UUID, annotator: Annotator, study: Study) -> Assignment | None:
-    """The annotator's assignment in this study, row-locked, with its outputs, prompt and study
-    (read fresh) loaded: one statement."""
+    """The annotator's assignment in this study, with its outputs, prompt and study (read fresh)
+    loaded, the assignment and the annotator row-locked (as `_lock_annotator`): one statement."""
     models = (Assignment, Output, Prompt, Output, Study)
     aliases = ("a", "ol", "p", "orr", "s")
     sql = (
         "SELECT " + ", ".join(rawsql.columns(m, x) for m, x in zip(models, aliases)) +
         " FROM arena_assignment a JOIN arena_output ol ON ol.id = a.output_left_id"
         " JOIN arena_prompt p ON p.id = ol.prompt_id LEFT JOIN arena_output orr ON orr.id = a.output_right_id"
-        " JOIN arena_study s ON s.id = a.study_id"
+        " JOIN arena_study s ON s.id = a.study_id JOIN arena_annotator an ON an.id = a.annotator_id"
         " WHERE a.id = %s AND a.annotator_id = %s AND a.study_id = %s"
     )
     if connection.features.has_select_for_update_of:
-        sql += " FOR UPDATE OF a"
+        sql += " FOR UPDATE OF a, an"
     with rawsql.cursor() as cursor:
         cursor.execute(sql, [rawsql.prep(Assignment, "id", assignment_id), annotator.pk, study.pk])
         row = cursor.fetchone()
@@ -838,15 +848,26 @@ def _assignment_for_vote(assignment_id: uuid.UUID, annotator: Annotator, study: 
     return a
 
 
-def _answered_within_quota(a: Assignment, annotator: Annotator, now) -> bool:
+def _answered_within_quota(a: Assignment, annotator: Annotator, now) -> tuple[bool, int | None]:
     """Mark the assignment answered unless the annotator already gave the study's quota of votes
-    (counted after the annotator's lock was taken, so racing votes cannot both pass)."""
-    sql = ("UPDATE arena_assignment SET answered_at = %s WHERE id = %s"
-           " AND (SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s) < %s")
+    (counted after the annotator's lock was taken, so racing votes cannot both pass). Returns
+    whether it was marked and, on PostgreSQL, the votes given before this one."""
+    params = [rawsql.prep(Assignment, "answered_at", now), annotator.pk, a.study_id, rawsql.prep(Assignment, "id", a.pk),
+              a.study.quota_per_annotator]
+    if connection.vendor == "postgresql":
+        sql = ("UPDATE arena_assignment SET answered_at = %s"
+               " FROM (SELECT count(*) AS n FROM arena_vote WHERE annotator_id = %s AND study_id = %s) done"
+               " WHERE arena_assignment.id = %s AND done.n < %s RETURNING done.n")
+    else:
+        sql = ("UPDATE arena_assignment SET answered_at = %s WHERE"
+               " (SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s) < %s AND id = %s")
+        params[3], params[4] = params[4], params[3]
     with rawsql.cursor() as cursor:
-        cursor.execute(sql, [rawsql.prep(Assignment, "answered_at", now), rawsql.prep(Assignment, "id", a.pk),
-                             annotator.pk, a.study_id, a.study.quota_per_annotator])
-        return cursor.rowcount == 1
+        cursor.execute(sql, params)
+        if connection.vendor == "postgresql":
+            row = cursor.fetchone()
+            return row is not None, (row[0] if row else None)
+        return cursor.rowcount == 1, None
 
 
 def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Study,
@@ -865,7 +886,6 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
     """
     assignment_id = _assignment_uuid(assignment_id)
     with transaction.atomic():
-        _lock_annotator(annotator)
         a = _assignment_for_vote(assignment_id, annotator, study)
         if a is None:
             raise VoteError("no such task was served to you in this study", status=404)
@@ -896,7 +916,8 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
             return VoteResult(vote=None, created=False, skipped=True, next=served)
         answers = _parse_questions(a, question_answers)
         score, choice = (None, "") if a.kind == VoteKind.QUESTIONS else _parse_answer(a.kind, answer)
-        if not _answered_within_quota(a, annotator, now):
+        marked, done_before = _answered_within_quota(a, annotator, now)
+        if not marked:
             raise VoteError(f"you have already given this study's {a.study.quota_per_annotator} votes", status=403)
         a.answered_at = now
         gen_left = a.output_left.generator_id
@@ -930,7 +951,8 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
         if not vote.is_gold:
             study_id, criterion_id = a.study_id, a.criterion_id
             transaction.on_commit(lambda: _vote_committed(study_id=study_id, criterion_id=criterion_id))
-        served = _reserve(study=a.study, annotator=annotator, ahead=serve_ahead) if serve_ahead is not None else None
+        done = None if done_before is None else done_before + 1
+        served = _reserve(study=a.study, annotator=annotator, ahead=serve_ahead, done=done) if serve_ahead is not None else None
     return VoteResult(vote=vote, created=True, next=served)
 
 

@@ -98,7 +98,7 @@ def main() -> None:
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
     print(f"Python calls per round trip: {stats.total_calls / a.round_trips:.0f}")
-    stats.sort_stats("cumulative").print_stats(a.top)
+    stats.sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(a.top)
     print("\n".join(out.getvalue().splitlines()[4:]))
 
 
