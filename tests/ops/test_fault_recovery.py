@@ -254,7 +254,12 @@ def test_boards_catch_up_after_a_killed_worker_and_a_redis_restart_under_concurr
             time.sleep(0.1)
 
     wait_for_votes(40)
-    applied_before_kill = EloState.objects.filter(study=study).values_list("votes_applied", flat=True).first() or 0
+    deadline = time.monotonic() + 20  # the online Elo runs a debounce interval after the first votes
+    while time.monotonic() < deadline:
+        applied_before_kill = EloState.objects.filter(study=study).values_list("votes_applied", flat=True).first() or 0
+        if applied_before_kill:
+            break
+        time.sleep(0.1)
     worker.kill9()  # mid-run: it holds unacknowledged messages, maybe a half-done batch
     wait_for_votes(votes_so_far() + 30)
     worker.start()
