@@ -10,6 +10,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
 from . import rawsql
+from .ttl_cache import TTLCache
 
 
 def token_expires_at(token):
@@ -28,8 +29,23 @@ class ExpiringTokenAuthentication(TokenAuthentication):
         return user, token
 
     def _token_with_user(self, key):
-        """DRF's lookup (the token and its user, in one statement), without compiling a query per request."""
+        """DRF's lookup (the token and its user, in one statement, remembered for a few seconds),
+        without compiling a query per request."""
         token_model, user_model = self.get_model(), get_user_model()
+        row = TOKEN_ROWS.get(key)
+        if row is None:
+            row = self._row(key, token_model, user_model)
+            TOKEN_ROWS.set(key, row)
+        n = rawsql.width(token_model)
+        token = rawsql.instance(token_model, row[:n])
+        user = rawsql.instance(user_model, row[n:])
+        token._state.fields_cache["user"] = user
+        if not user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        return user, token
+
+    @staticmethod
+    def _row(key, token_model, user_model):
         sql = (f"SELECT {rawsql.columns(token_model, 't')}, {rawsql.columns(user_model, 'u')}"
                f" FROM {rawsql.q(token_model._meta.db_table)} t JOIN {rawsql.q(user_model._meta.db_table)} u"
                f" ON u.{rawsql.q(user_model._meta.pk.column)} = t.{rawsql.q(token_model._meta.get_field('user').column)}"
@@ -39,10 +55,14 @@ class ExpiringTokenAuthentication(TokenAuthentication):
             row = cursor.fetchone()
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        n = rawsql.width(token_model)
-        token = rawsql.instance(token_model, row[:n])
-        user = rawsql.instance(user_model, row[n:])
-        token._state.fields_cache["user"] = user
-        if not user.is_active:
-            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        return user, token
+        return row
+
+
+# Token and user rows by token key, as every API request reads them first. A token or user saved
+# or deleted in this process is read afresh at once, elsewhere within the TTL (README "API").
+TOKEN_ROWS = TTLCache(ttl=5.0, maxsize=10_000)
+
+
+def token_rows_forget(**_) -> None:
+    """Receiver for a token or user saved or deleted: this process reads them afresh."""
+    TOKEN_ROWS.clear()

@@ -114,6 +114,25 @@ def _insert_sql(model, ignore_conflicts: bool, vendor: str) -> tuple[str, tuple,
     return sql, fields, auto
 
 
+def insert_values(obj) -> tuple[str, list]:
+    """The quoted columns of an INSERT of `obj` (its auto primary key left out) and their values,
+    as `insert` computes them: for statements that insert inside a larger one."""
+    sql, fields, auto = _insert_sql(type(obj), False, connection.vendor)
+    return ", ".join(q(f.column) for f in fields), [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+
+
+@lru_cache(maxsize=None)
+def _placeholders(model, vendor: str) -> str:
+    _, fields, _ = _insert_sql(model, False, vendor)
+    return ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
+
+
+def insert_placeholders(model) -> str:
+    """`%s` per column of `insert_values`, each cast to its column's type (an INSERT ... SELECT
+    gives its values no type of their own)."""
+    return _placeholders(model, connection.vendor)
+
+
 def insert(obj, *, ignore_conflicts: bool = False) -> bool:
     """INSERT one instance (its defaults and auto_now fields applied as `save()` would).
 

@@ -304,19 +304,32 @@ def _lock_annotator(annotator: Annotator) -> None:
         cursor.execute(sql, [annotator.pk])
 
 
-@lru_cache(maxsize=64)
-def _pending_sql(limit: int, count_done: bool, count_served: bool, vendor: str) -> str:
-    done = "(SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s)" if count_done else "NULL"
+def _held_sql(limit: int, done: str, count_served: bool, *, skip_one: bool = False, first: str = "") -> str:
+    """SELECT of (votes given, tasks ever served, the first `limit` open tasks' columns), one row
+    per open task (one row of NULL task columns when none). `done`: its SQL expression; `first`:
+    a column before them; `skip_one`: leave out one task (a parameter after the others)."""
     served = "(SELECT count(*) FROM arena_assignment WHERE annotator_id = %s AND study_id = %s)" if count_served else "NULL"
     cols = rawsql.columns(Assignment, "a").split(", ")
     return (
-        "SELECT c.done, c.served, " + ", ".join(f"r.c{i}" for i in range(len(cols))) +
+        f"SELECT {first + ', ' if first else ''}c.done, c.served, " + ", ".join(f"r.c{i}" for i in range(len(cols))) +
         f" FROM (SELECT {done} AS done, {served} AS served) c"
         " LEFT JOIN (SELECT " + ", ".join(f"{c} AS c{i}" for i, c in enumerate(cols)) +
         " FROM arena_assignment a"
         " WHERE a.annotator_id = %s AND a.study_id = %s AND a.answered_at IS NULL AND a.expires_at > %s"
+        + (" AND a.id <> %s" if skip_one else "") +
         f" ORDER BY a.served_at LIMIT {int(limit)}) r ON 1 = 1"
     )
+
+
+@lru_cache(maxsize=64)
+def _pending_sql(limit: int, count_done: bool, count_served: bool, vendor: str) -> str:
+    done = "(SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s)" if count_done else "NULL"
+    return _held_sql(limit, done, count_served)
+
+
+def _held_params(study: Study, annotator: Annotator, count_served: bool, now) -> list:
+    return ([annotator.pk, study.pk] if count_served else []) + [
+        annotator.pk, study.pk, rawsql.prep(Assignment, "expires_at", now)]
 
 
 @dataclass
@@ -331,15 +344,15 @@ def _pending(study: Study, annotator: Annotator, limit: int, *, done: int | None
     """Where the annotator stands in the study, with the first `limit` unanswered tasks (their
     outputs and prompt loaded): one statement. `done`: the votes given, when the caller knows."""
     count_served = bool(study.task_blocks)
-    params = []
-    if done is None:
-        params += [annotator.pk, study.pk]
-    if count_served:
-        params += [annotator.pk, study.pk]
-    params += [annotator.pk, study.pk, rawsql.prep(Assignment, "expires_at", timezone.now())]
+    params = ([annotator.pk, study.pk] if done is None else []) + _held_params(study, annotator, count_served, timezone.now())
     with rawsql.cursor() as cursor:
         cursor.execute(_pending_sql(limit, done is None, count_served, connection.vendor), params)
         rows = cursor.fetchall()
+    return _held_from_rows(study, rows, done=done)
+
+
+def _held_from_rows(study: Study, rows, *, done: int | None = None) -> _Held:
+    """`_Held` from the rows of `_held_sql` (their first two columns: votes given, tasks served)."""
     criteria = {c.pk: c for c in study_index(study).criteria}
     tasks = []
     for row in rows:
@@ -354,11 +367,12 @@ def _pending(study: Study, annotator: Annotator, limit: int, *, done: int | None
     return _Held(rows[0][0] if done is None else done, rows[0][1], tasks)
 
 
-def _reserve(*, study: Study, annotator: Annotator, ahead: int, done: int | None = None) -> ServedTasks:
+def _reserve(*, study: Study, annotator: Annotator, ahead: int, done: int | None = None, held: _Held | None = None) -> ServedTasks:
     """Reserve tasks up to `1 + ahead` unanswered ones, within what the quota leaves; the caller
     holds the annotator's lock, so however many requests race, the annotator never holds more
-    unanswered tasks than the quota leaves. `done`: the votes given, when the caller knows."""
-    h = _pending(study, annotator, 1 + ahead, done=done)
+    unanswered tasks than the quota leaves. `done`: the votes given, when the caller knows;
+    `held`: where the annotator stands, when the caller already read it (in its lock)."""
+    h = held or _pending(study, annotator, 1 + ahead, done=done)
     if study.quota_per_annotator - h.done <= 0 or not study.is_open:
         return ServedTasks(None, [], h.done)
     # Fewer held than asked for means `pending` holds them all; with as many, none is wanted.
@@ -817,15 +831,12 @@ def _assignment_uuid(value) -> uuid.UUID:
 
 
 def _assignment_for_vote(assignment_id: uuid.UUID, annotator: Annotator, study: Study) -> Assignment | None:
-    """The annotator's assignment in this study, with its outputs, prompt and study (read fresh)
-    loaded, the assignment and the annotator row-locked (as `_lock_annotator`): one statement."""
-    models = (Assignment, Output, Prompt, Output, Study)
-    aliases = ("a", "ol", "p", "orr", "s")
+    """The annotator's assignment in this study, with its study (read fresh) and its outputs and
+    prompt (from the study index, else read) loaded, the assignment and the annotator row-locked
+    (as `_lock_annotator`): one statement."""
     sql = (
-        "SELECT " + ", ".join(rawsql.columns(m, x) for m, x in zip(models, aliases)) +
-        " FROM arena_assignment a JOIN arena_output ol ON ol.id = a.output_left_id"
-        " JOIN arena_prompt p ON p.id = ol.prompt_id LEFT JOIN arena_output orr ON orr.id = a.output_right_id"
-        " JOIN arena_study s ON s.id = a.study_id JOIN arena_annotator an ON an.id = a.annotator_id"
+        f"SELECT {rawsql.columns(Assignment, 'a')}, {rawsql.columns(Study, 's')}"
+        " FROM arena_assignment a JOIN arena_study s ON s.id = a.study_id JOIN arena_annotator an ON an.id = a.annotator_id"
         " WHERE a.id = %s AND a.annotator_id = %s AND a.study_id = %s"
     )
     if connection.features.has_select_for_update_of:
@@ -835,39 +846,53 @@ def _assignment_for_vote(assignment_id: uuid.UUID, annotator: Annotator, study: 
         row = cursor.fetchone()
     if row is None:
         return None
-    parts, at = [], 0
-    for m in models:
-        parts.append(row[at:at + rawsql.width(m)])
-        at += rawsql.width(m)
-    a = rawsql.instance(Assignment, parts[0])
-    left = rawsql.instance(Output, parts[1])
-    left._state.fields_cache["prompt"] = rawsql.instance(Prompt, parts[2])
-    a._state.fields_cache["output_left"] = left
-    a._state.fields_cache["output_right"] = rawsql.instance(Output, parts[3]) if parts[3][0] is not None else None
-    a._state.fields_cache["study"] = rawsql.instance(Study, parts[4])
+    n = rawsql.width(Assignment)
+    a = rawsql.instance(Assignment, row[:n])
+    a._state.fields_cache["study"] = rawsql.instance(Study, row[n:])
+    if not _outputs_from_index(study, a):  # an output no longer served: read as it is
+        a.output_left.prompt  # noqa: B018
     return a
 
 
-def _answered_within_quota(a: Assignment, annotator: Annotator, now) -> tuple[bool, int | None]:
-    """Mark the assignment answered unless the annotator already gave the study's quota of votes
-    (counted after the annotator's lock was taken, so racing votes cannot both pass). Returns
-    whether it was marked and, on PostgreSQL, the votes given before this one."""
-    params = [rawsql.prep(Assignment, "answered_at", now), annotator.pk, a.study_id, rawsql.prep(Assignment, "id", a.pk),
-              a.study.quota_per_annotator]
-    if connection.vendor == "postgresql":
-        sql = ("UPDATE arena_assignment SET answered_at = %s"
-               " FROM (SELECT count(*) AS n FROM arena_vote WHERE annotator_id = %s AND study_id = %s) done"
-               " WHERE arena_assignment.id = %s AND done.n < %s RETURNING done.n")
-    else:
-        sql = ("UPDATE arena_assignment SET answered_at = %s WHERE"
-               " (SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s) < %s AND id = %s")
-        params[3], params[4] = params[4], params[3]
+def _vote_store(a: Assignment, vote: Vote, annotator: Annotator, now, *, held_limit: int | None) -> tuple[bool, _Held | None]:
+    """Mark the assignment answered and store the vote, unless the annotator already gave the
+    study's quota of votes (counted after the annotator's lock was taken, so racing votes cannot
+    both pass). Returns whether the vote was stored and, with `held_limit`, where the annotator
+    stands after it (`_Held`, read in the same statement on PostgreSQL, else None)."""
+    quota = a.study.quota_per_annotator
+    if connection.vendor == "postgresql" and held_limit is not None:
+        # One statement: the count, the mark, the vote and the tasks still held. Its parts see one
+        # snapshot, so the task just answered is left out of the held ones by its id.
+        count_served = bool(a.study.task_blocks)
+        columns, values = rawsql.insert_values(vote)
+        sql = (
+            "WITH done AS (SELECT count(*) AS n FROM arena_vote WHERE annotator_id = %s AND study_id = %s),"
+            " marked AS (UPDATE arena_assignment SET answered_at = %s FROM done"
+            "  WHERE arena_assignment.id = %s AND done.n < %s RETURNING done.n),"
+            f" stored AS (INSERT INTO arena_vote ({columns}) SELECT {rawsql.insert_placeholders(Vote)} FROM marked RETURNING id) "
+            + _held_sql(held_limit, "(SELECT n FROM marked)", count_served, skip_one=True, first="(SELECT id FROM stored)")
+        )
+        params = [annotator.pk, a.study_id, rawsql.prep(Assignment, "answered_at", now), rawsql.prep(Assignment, "id", a.pk),
+                  quota, *values, *_held_params(a.study, annotator, count_served, now), rawsql.prep(Assignment, "id", a.pk)]
+        with rawsql.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if rows[0][0] is None:
+            return False, None
+        vote.pk = rows[0][0]
+        vote._state.adding, vote._state.db = False, connection.alias
+        held = _held_from_rows(a.study, [row[1:] for row in rows])
+        held.done += 1  # counted before this vote
+        return True, held
+    sql = ("UPDATE arena_assignment SET answered_at = %s WHERE"
+           " (SELECT count(*) FROM arena_vote WHERE annotator_id = %s AND study_id = %s) < %s AND id = %s")
     with rawsql.cursor() as cursor:
-        cursor.execute(sql, params)
-        if connection.vendor == "postgresql":
-            row = cursor.fetchone()
-            return row is not None, (row[0] if row else None)
-        return cursor.rowcount == 1, None
+        cursor.execute(sql, [rawsql.prep(Assignment, "answered_at", now), annotator.pk, a.study_id, quota,
+                             rawsql.prep(Assignment, "id", a.pk)])
+        if cursor.rowcount != 1:
+            return False, None
+    rawsql.insert(vote)
+    return True, None
 
 
 def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Study,
@@ -916,10 +941,6 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
             return VoteResult(vote=None, created=False, skipped=True, next=served)
         answers = _parse_questions(a, question_answers)
         score, choice = (None, "") if a.kind == VoteKind.QUESTIONS else _parse_answer(a.kind, answer)
-        marked, done_before = _answered_within_quota(a, annotator, now)
-        if not marked:
-            raise VoteError(f"you have already given this study's {a.study.quota_per_annotator} votes", status=403)
-        a.answered_at = now
         gen_left = a.output_left.generator_id
         gen_right = a.output_right.generator_id if a.output_right_id else None
         vote = Vote(
@@ -939,7 +960,13 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
             is_gold=a.gold_id is not None,
             gold_correct=_gold_correct(a.gold, a, score, choice) if a.gold_id else None,
         )
-        rawsql.insert(vote)
+        # With reveal after vote, held tasks may be withdrawn below: read where the annotator
+        # stands after that, not with the vote.
+        held_limit = 1 + serve_ahead if serve_ahead is not None and not a.study.reveal_after_vote else None
+        stored, held = _vote_store(a, vote, annotator, now, held_limit=held_limit)
+        if not stored:
+            raise VoteError(f"you have already given this study's {a.study.quota_per_annotator} votes", status=403)
+        a.answered_at = now
         if answers:
             questions.answers_store(vote=vote, questions=questions.task_questions(a.output_left), answers=answers)
         if a.study.reveal_after_vote:
@@ -951,8 +978,7 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
         if not vote.is_gold:
             study_id, criterion_id = a.study_id, a.criterion_id
             transaction.on_commit(lambda: _vote_committed(study_id=study_id, criterion_id=criterion_id))
-        done = None if done_before is None else done_before + 1
-        served = _reserve(study=a.study, annotator=annotator, ahead=serve_ahead, done=done) if serve_ahead is not None else None
+        served = _reserve(study=a.study, annotator=annotator, ahead=serve_ahead, held=held) if serve_ahead is not None else None
     return VoteResult(vote=vote, created=True, next=served)
 
 

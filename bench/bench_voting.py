@@ -261,10 +261,21 @@ class CpuMeter:
         return out
 
 
+def _server_vote_times(stats_dir: str) -> list[list[float]]:
+    """Seconds each web process spent on each vote it served (every 50th written), per process."""
+    out = []
+    for f in sorted(Path(stats_dir).glob("votes-*")):
+        try:
+            out.append([float(x) for x in f.read_text().split()])
+        except (OSError, ValueError):
+            pass
+    return out
+
+
 def _statements(stats_dir: str) -> int:
     total = 0
     for f in Path(stats_dir).iterdir():
-        if not f.name.startswith("."):
+        if not f.name.startswith(".") and f.name.isdigit():
             try:
                 total += int(f.read_text().split()[0])
             except (OSError, ValueError, IndexError):
@@ -417,6 +428,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
 
+    server = _server_vote_times(stats_dir)
     created = [x for _, _, v, _ in results for x in v["created"]]
     lost = len(set(created) - stored)
     label = " ".join(x for x in [f"-w {a.workers}" if a.workers else "", f"--threads {a.threads}" if a.threads else "",
@@ -442,6 +454,11 @@ def main() -> None:
             p95 = finite[int(len(finite) * 0.95)]
             print(f"  vote -> Elo applied: p50 {statistics.median(finite):.2f} s, p95 {p95:.2f} s over {len(lags)} samples "
                   f"({len(lags) - len(finite)} over 30 s)")
+    if server:
+        times = sorted(x for p in server for x in p)
+        print(f"\n  time in the server per vote (all levels): p50 {times[len(times) // 2] * 1000:.1f} ms,"
+              f" p99 {times[int(len(times) * 0.99)] * 1000:.1f} ms; votes per web process: {[len(p) for p in server]}"
+              " (the rest of a round trip's latency is waiting for a free thread)")
     print(f"\n  votes in database: {votes}; 201 responses: {len(created)}; distinct assignments voted: {distinct}"
           f"  -> lost {lost}, duplicated {votes - distinct}")
     print("  (stmts: SQL statements per request in the web workers; xacts: PostgreSQL transactions per request;"

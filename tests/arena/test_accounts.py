@@ -51,7 +51,9 @@ def test_tokens_expire_and_a_new_one_can_be_had(settings, annotator_user):
     authed = APIClient()
     authed.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert authed.get("/api/uploads/").status_code == 403  # signed in (an annotator is not staff), not 401
-    Token.objects.filter(key=key).update(created=Token.objects.get(key=key).created - timedelta(hours=3))
+    token = Token.objects.get(key=key)
+    token.created -= timedelta(hours=3)
+    token.save()  # a change made in this process: read afresh, not from the few seconds' memory
     res = authed.get("/api/uploads/")
     assert res.status_code == 401 and "token has expired" in res.json()["detail"]
     fresh = api.post("/api/token/", {"username": "ann", "password": "pw-annot-123"}, format="json").json()["token"]
