@@ -531,7 +531,8 @@ class Vote(models.Model):
         ]
         indexes = [
             models.Index(fields=["study", "criterion", "kind"]),
-            models.Index(fields=["annotator", "study"], name="vote_annotator_study"),
+            # An annotator's votes in a study, latest first by id (the annotator review samples them).
+            models.Index(fields=["annotator", "study", "id"], name="vote_annotator_study_id"),
             models.Index(fields=["study", "criterion"], condition=Q(elo_applied=False), name="vote_elo_pending"),
         ]
 

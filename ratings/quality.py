@@ -11,10 +11,13 @@ enough data (MIN_EVIDENCE).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
-from django.db.models import Case, Count, F, IntegerField, Q, Value, When, Window
-from django.db.models.functions import Coalesce, Greatest, Least, RowNumber
+from django.db import connection
+from django.db.models import Count, F, Q, Window
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from arena.models import Annotator, Assignment, Study, Vote, VoteKind
@@ -46,81 +49,209 @@ def _medians_from_histogram(rows) -> dict[int, float]:
 
 
 AGREEMENT_SAMPLE_PER_ANNOTATOR = 300
+ITEM_VALUES = 6
+"""Item values run 0-5: pairwise outcomes 0-3 (pairwise_outcome), ratings 1-5, good/bad 0-1."""
 
 
-def pairwise_outcome():
-    """A pairwise vote's outcome in its pair's canonical orientation, as an SQL expression:
+def pairwise_outcome(output_left, output_right, choice) -> np.ndarray:
+    """Pairwise votes' outcomes in their pair's canonical orientation (arrays in, array out):
     lower output id wins 0, tie 1, higher id wins 2, both bad 3."""
-    return Case(
-        When(choice="tie", then=Value(1)),
-        When(choice="bothbad", then=Value(3)),
-        When(Q(choice="left", output_left_id__lt=F("output_right_id")) | Q(choice="right", output_right_id__lt=F("output_left_id")), then=Value(0)),
-        default=Value(2),
-        output_field=IntegerField(),
+    output_left, output_right, choice = np.asarray(output_left), np.asarray(output_right), np.asarray(choice)
+    lower_won = ((choice == "left") & (output_left < output_right)) | ((choice == "right") & (output_right < output_left))
+    return np.where(choice == "tie", 1, np.where(choice == "bothbad", 3, np.where(lower_won, 0, 2)))
+
+
+def item_values(kind, output_left, output_right, choice, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The item (u0, u1) each vote answered and the value it gave, as arrays.
+
+    An item is the unordered pair of outputs of a pairwise vote, the output of any other vote
+    (u0 = 0, u1 its output); the value is the pairwise outcome, or the score. `output_right`
+    is 0 where a vote has none, `score` anything where it has none.
+    """
+    kind, left, right = np.asarray(kind), np.asarray(output_left, dtype=np.int64), np.asarray(output_right, dtype=np.int64)
+    pairwise = kind == VoteKind.PAIRWISE
+    value = np.where(pairwise, pairwise_outcome(left, right, choice), np.asarray(score, dtype=np.int64))
+    return np.minimum(left, right), np.maximum(left, right), value
+
+
+@dataclass(frozen=True)
+class ItemCounts:
+    """Counted, non-gold votes of a study other than question checks, counted per criterion,
+    kind, outputs and answer in one aggregation over every vote: `n` all of them, `n_excluded`
+    those of excluded annotators. The board's agreement (without excluded annotators) and the
+    annotators' agreement with the others (with them) both read it."""
+
+    kind: np.ndarray
+    criterion: np.ndarray
+    output_left: np.ndarray
+    output_right: np.ndarray  # 0: none
+    choice: np.ndarray
+    score: np.ndarray  # 0: none
+    n: np.ndarray
+    n_excluded: np.ndarray
+
+    def items(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return item_values(self.kind, self.output_left, self.output_right, self.choice, self.score)
+
+
+def item_counts(*, study: Study) -> ItemCounts:
+    votes = counted_votes(Vote.objects.filter(study=study), study=study).filter(is_gold=False).exclude(kind=VoteKind.QUESTIONS)
+    excluded = Annotator.objects.filter(excluded=True).values("id")
+    rows = list(
+        votes.values_list("kind", "criterion_id", "output_left_id", "output_right_id", "choice", "score")
+        .annotate(n=Count("id"), n_excluded=Count("id", filter=Q(annotator_id__in=excluded)))
+        .order_by()
+    )
+    columns = list(zip(*rows)) if rows else [()] * 8
+    ints = lambda col: np.array([0 if x is None else x for x in col], dtype=np.int64)  # noqa: E731
+    return ItemCounts(
+        kind=np.array(columns[0], dtype=object).astype(str), criterion=ints(columns[1]), output_left=ints(columns[2]),
+        output_right=ints(columns[3]), choice=np.array(columns[4], dtype=object).astype(str), score=ints(columns[5]),
+        n=ints(columns[6]), n_excluded=ints(columns[7]),
     )
 
 
-def _agreement_with_others(base) -> dict[int, tuple[int, int]]:
+def _agreement_with_others(base, items: ItemCounts, annotators: list[int]) -> dict[int, tuple[int, int]]:
     """annotator id -> (answers matching the others' majority, answers on items others answered).
 
-    Item value counts are aggregated in SQL over every vote; each annotator's answers are read
-    for their latest AGREEMENT_SAMPLE_PER_ANNOTATOR votes (enough to tell, and bounded however
+    Item value counts come from `items` (every vote); each annotator's answers are read for
+    their latest AGREEMENT_SAMPLE_PER_ANNOTATOR votes (enough to tell, and bounded however
     large the study grows).
     """
-    lo, hi = Least("output_left_id", Coalesce("output_right_id", Value(0))), Greatest("output_left_id", Coalesce("output_right_id", Value(0)))
-    value = Case(When(kind=VoteKind.PAIRWISE, then=pairwise_outcome()), default=F("score"), output_field=IntegerField())
     # A question check has an answer per question, not one value: it is judged on the board's question audit.
-    annotated = base.exclude(kind=VoteKind.QUESTIONS).annotate(u0=lo, u1=hi, v=value)
-    counts: dict[tuple, dict[int, int]] = defaultdict(dict)
-    for kind, crit, u0, u1, v, n in annotated.values_list("kind", "criterion_id", "u0", "u1", "v").annotate(n=Count("id")).order_by():
-        counts[(kind, crit, u0, u1)][v] = n
-    latest = annotated.annotate(
+    sample = _latest_votes(base.exclude(kind=VoteKind.QUESTIONS), annotators)
+    if not sample:
+        return {}
+    u0, u1, v = items.items()
+    aid = np.array([r[0] for r in sample], dtype=np.int64)
+    kind = np.array([r[1] for r in sample], dtype=object).astype(str)
+    s_u0, s_u1, s_v = item_values(
+        kind, [r[3] for r in sample], [r[4] or 0 for r in sample], np.array([r[5] for r in sample], dtype=object).astype(str),
+        [r[6] or 0 for r in sample],
+    )
+    # Items of the counts and of the sampled answers numbered together (an answer read after
+    # the counts may have an item of its own: nobody else answered it then).
+    kinds, kind_code = np.unique(np.concatenate([items.kind, kind]), return_inverse=True)
+    keys = np.stack([kind_code.ravel(), np.concatenate([items.criterion, [r[2] for r in sample]]),
+                     np.concatenate([u0, s_u0]), np.concatenate([u1, s_u1])], axis=1)
+    _, unit = np.unique(keys, axis=0, return_inverse=True)
+    unit = unit.ravel()
+    counts = np.zeros((unit.max() + 1, ITEM_VALUES), dtype=np.int64)
+    np.add.at(counts, (unit[: len(v)], v), items.n)
+    others = counts[unit[len(v):]]
+    others[np.arange(len(sample)), s_v] -= 1
+    others = np.maximum(others, 0)
+    answered = others.sum(axis=1)
+    likert = kind == VoteKind.LIKERT
+    # Ratings: within 1 of the others' median.
+    rating_match = np.abs(s_v - _median_of_counts(others)) <= 1
+    # Other kinds: the others' single most frequent answer (none when they are split).
+    top = others.max(axis=1)
+    single = (others == top[:, None]).sum(axis=1) == 1
+    majority_match = others.argmax(axis=1) == s_v
+    judged = (answered > 0) & (likert | single)
+    match = np.where(likert, rating_match, majority_match) & judged
+    ids, position = np.unique(aid[judged], return_inverse=True)
+    matched = np.bincount(position.ravel(), weights=match[judged], minlength=ids.size)
+    judged_n = np.bincount(position.ravel(), minlength=ids.size)
+    return {int(a): (int(m), int(n)) for a, m, n in zip(ids, matched, judged_n)}
+
+
+def _median_of_counts(counts: np.ndarray) -> np.ndarray:
+    """Per row, the median of the values 0..k-1 taken counts[row, value] times (NaN for none)."""
+    total = counts.sum(axis=1)
+    cumulative = np.cumsum(counts, axis=1)
+    lower = np.argmax(cumulative > ((total - 1) // 2)[:, None], axis=1)
+    upper = np.argmax(cumulative > (total // 2)[:, None], axis=1)
+    return np.where(total > 0, (lower + upper) / 2.0, np.nan)
+
+
+def _latest_votes(votes, annotators: list[int]) -> list[tuple]:
+    """Each annotator's latest AGREEMENT_SAMPLE_PER_ANNOTATOR votes of `votes`:
+    (annotator, kind, criterion, output left, output right, choice, score). `annotators`: at
+    least everyone with votes among `votes`."""
+    fields = ("annotator_id", "kind", "criterion_id", "output_left_id", "output_right_id", "choice", "score")
+    if connection.vendor == "postgresql":
+        # Per annotator, a backward walk of the (annotator, study, id) index that stops at the
+        # sample's size, rather than numbering every vote of the study in a sort.
+        one = votes.filter(annotator_id=RawSQL("a.id", ())).order_by("-id").values_list(*fields)[:AGREEMENT_SAMPLE_PER_ANNOTATOR]
+        sql, params = one.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT s.* FROM unnest(%s::bigint[]) AS a(id) CROSS JOIN LATERAL ({sql}) s", [annotators, *params])
+            return cursor.fetchall()
+    latest = votes.annotate(
         rank=Window(RowNumber(), partition_by=[F("annotator_id")], order_by=F("id").desc())
     ).filter(rank__lte=AGREEMENT_SAMPLE_PER_ANNOTATOR)
-    out: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for aid, kind, crit, u0, u1, v in latest.values_list("annotator_id", "kind", "criterion_id", "u0", "u1", "v"):
-        others = dict(counts.get((kind, crit, u0, u1), {}))
-        others[v] = others.get(v, 0) - 1
-        others = {k: c for k, c in others.items() if c > 0}
-        if not others:
-            continue  # nobody else answered this item
-        if kind == VoteKind.LIKERT:
-            expanded = [k for k, c in others.items() for _ in range(c)]
-            match = abs(v - float(np.median(expanded))) <= 1
-        else:
-            top = max(others.values())
-            majority = [k for k, c in others.items() if c == top]
-            if len(majority) > 1:
-                continue  # the others are split: nothing to agree with
-            match = v == majority[0]
-        out[aid][0] += int(match)
-        out[aid][1] += 1
-    return {aid: (m, n) for aid, (m, n) in out.items()}
+    return list(latest.values_list(*fields))
 
 
-def annotator_quality_compute(*, study: Study) -> list[dict]:
+@dataclass(frozen=True)
+class AnnotatorCounts:
+    """Counted votes of a study per annotator, criterion and response-time bucket, in one
+    aggregation over every vote: non-gold votes, gold votes and those answered right, and the
+    non-gold pairwise votes that picked a side (`decisive`) and the left one (`left`). The
+    annotator review and the board's position bias both read it."""
+
+    annotator: np.ndarray
+    criterion: np.ndarray
+    bucket: np.ndarray
+    votes: np.ndarray
+    gold: np.ndarray
+    gold_right: np.ndarray
+    decisive: np.ndarray
+    left: np.ndarray
+
+    def per_annotator(self, values: np.ndarray, mask: np.ndarray | None = None) -> dict[int, int]:
+        """annotator id -> sum of `values` over the rows (where `mask`), for sums that are not 0,
+        in annotator id order."""
+        keep = np.ones(self.annotator.size, dtype=bool) if mask is None else mask
+        ids, position = np.unique(self.annotator[keep], return_inverse=True)
+        sums = np.bincount(position.ravel(), weights=values[keep], minlength=ids.size)
+        return {int(a): int(x) for a, x in zip(ids, sums) if x}
+
+
+def annotator_counts(*, study: Study) -> AnnotatorCounts:
     votes = counted_votes(Vote.objects.filter(study=study), study=study)
-    counted = votes.filter(is_gold=False)
+    own = Q(is_gold=False)
+    decisive = own & Q(kind=VoteKind.PAIRWISE, choice__in=["left", "right"])
+    rows = list(
+        votes.annotate(b=F("response_ms") / RESPONSE_BUCKET_MS).values_list("annotator_id", "criterion_id", "b")
+        .annotate(
+            votes=Count("id", filter=own), gold=Count("id", filter=Q(is_gold=True)),
+            gold_right=Count("id", filter=Q(is_gold=True, gold_correct=True)),
+            decisive=Count("id", filter=decisive), left=Count("id", filter=decisive & Q(choice="left")),
+        )
+        .order_by()
+    )
+    columns = [np.array(c, dtype=np.int64) for c in zip(*rows)] if rows else [np.zeros(0, dtype=np.int64)] * 8
+    return AnnotatorCounts(*columns)
+
+
+def annotator_quality_compute(*, study: Study, items: ItemCounts | None = None,
+                              counts: AnnotatorCounts | None = None) -> list[dict]:
+    """The review list; `items` and `counts` when the caller already has them (the full recompute)."""
+    items = item_counts(study=study) if items is None else items
+    counts = annotator_counts(study=study) if counts is None else counts
     per = defaultdict(dict)
-    for aid, n in counted.values_list("annotator_id").annotate(n=Count("id")).order_by():
+    for aid, n in counts.per_annotator(counts.votes).items():
         per[aid]["votes"] = n
-    for aid, n, right in (
-        votes.filter(is_gold=True).values_list("annotator_id").annotate(n=Count("id"), right=Count("id", filter=Q(gold_correct=True))).order_by()
-    ):
-        per[aid]["gold"] = (right, n)
+    right = counts.per_annotator(counts.gold_right)
+    for aid, n in counts.per_annotator(counts.gold).items():
+        per[aid]["gold"] = (right.get(aid, 0), n)
     for aid, n, skipped in (
         Assignment.objects.filter(study=study, answered_at__isnull=False).values_list("annotator_id")
-        .annotate(n=Count("id"), skipped=Count("id", filter=Q(skipped=True))).order_by()
+        .annotate(n=Count("id"), skipped=Count("id", filter=Q(skipped=True))).order_by("annotator_id")
     ):
         per[aid]["skip"] = (skipped, n)
-    buckets = counted.annotate(b=F("response_ms") / RESPONSE_BUCKET_MS).values_list("annotator_id", "b").annotate(n=Count("id")).order_by()
-    medians = _medians_from_histogram(buckets)
-    for aid, left, n in (
-        counted.filter(kind=VoteKind.PAIRWISE, choice__in=["left", "right"]).values_list("annotator_id")
-        .annotate(left=Count("id", filter=Q(choice="left")), n=Count("id")).order_by()
-    ):
-        per[aid]["left"] = (left, n)
-    agree = _agreement_with_others(counted)
+    own = counts.votes > 0
+    ids, position = np.unique(np.stack([counts.annotator[own], counts.bucket[own]], axis=1), axis=0, return_inverse=True)
+    histogram = np.bincount(position.ravel(), weights=counts.votes[own], minlength=len(ids))
+    medians = _medians_from_histogram((int(a), int(b), int(n)) for (a, b), n in zip(ids, histogram))
+    left = counts.per_annotator(counts.left)
+    for aid, n in counts.per_annotator(counts.decisive).items():
+        per[aid]["left"] = (left.get(aid, 0), n)
+    counted = counted_votes(Vote.objects.filter(study=study), study=study).filter(is_gold=False)
+    agree = _agreement_with_others(counted, items, [aid for aid, d in per.items() if "votes" in d])
     people = {a.pk: a for a in Annotator.objects.filter(pk__in=list(per)).select_related("user")}
     rows = []
     for aid, d in per.items():
@@ -156,8 +287,10 @@ def annotator_quality_compute(*, study: Study) -> list[dict]:
     return rows
 
 
-def annotator_quality_store(*, study: Study) -> AnnotatorQuality:
+def annotator_quality_store(*, study: Study, items: ItemCounts | None = None,
+                            counts: AnnotatorCounts | None = None) -> AnnotatorQuality:
+    data = annotator_quality_compute(study=study, items=items, counts=counts)
     obj, _ = AnnotatorQuality.objects.update_or_create(
-        study=study, defaults={"computed_at": timezone.now(), "data": json_safe(annotator_quality_compute(study=study))}
+        study=study, defaults={"computed_at": timezone.now(), "data": json_safe(data)}
     )
     return obj

@@ -18,19 +18,18 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q, Value
-from django.db.models.functions import Greatest, Least
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from arena import derived, hooks, rawsql
-from arena.models import Generator, Output, Study, Vote, VoteKind
+from arena.models import Annotator, Generator, Output, Study, Vote, VoteKind
 from arena.selectors import counted_votes, withdrawn_output_ids
 
 from . import bradley_terry as bt
 from . import board as board_rules
 from . import stats
 from .elo import elo_step
-from .quality import annotator_quality_store, pairwise_outcome
+from .quality import AnnotatorCounts, ItemCounts, annotator_counts, annotator_quality_store, item_counts
 from .sampling import bt_standard_errors
 from .models import EloState, LeaderboardResult, RecomputeState
 
@@ -367,9 +366,11 @@ def study_recompute(*, study_id: int) -> bool:
             study = Study.objects.get(pk=study_id)
             # What the scoring app adds to each board (metric agreement, safety, question checks).
             additions = hooks.call("board_additions", study=study, default=None)
+            # One aggregation over every vote each, shared by the boards and the annotator review.
+            items, counts = item_counts(study=study), annotator_counts(study=study)
             for criterion in study.criteria.all():
-                _recompute_criterion(study, criterion, additions=additions)
-            annotator_quality_store(study=study)
+                _recompute_criterion(study, criterion, additions=additions, items=items, counts=counts)
+            annotator_quality_store(study=study, items=items, counts=counts)
             hooks.call("study_recomputed", study=study)  # e.g. the judges sections follow the new fit
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -392,7 +393,7 @@ def study_recompute(*, study_id: int) -> bool:
 _clean = board_rules.json_safe
 
 
-def _recompute_criterion(study: Study, criterion, *, additions=None) -> None:
+def _recompute_criterion(study: Study, criterion, *, items: ItemCounts, counts: AnnotatorCounts, additions=None) -> None:
     base = counted_votes(Vote.objects.filter(study=study, criterion=criterion, is_gold=False, annotator__excluded=False), study=study)
     generators = list(Generator.objects.filter(studies=study).order_by("name").values_list("id", "name"))
     index = {gid: i for i, (gid, _) in enumerate(generators)}
@@ -438,13 +439,8 @@ def _recompute_criterion(study: Study, criterion, *, additions=None) -> None:
             binary[key][gid][0] += cnt * score
             binary[key][gid][1] += cnt
 
-    bias_rows = list(
-        base.filter(kind=VoteKind.PAIRWISE, choice__in=["left", "right"])
-        .values_list("annotator__pseudonym", "choice")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    agreement = _agreement(base)
+    bias_rows = _position_bias_rows(counts, criterion.pk)
+    agreement = _agreement(items, criterion.pk)
 
     categories = {""} | set(pairs) | set(likert) | set(binary)
     now = timezone.now()
@@ -582,12 +578,18 @@ def _votes_needed(data: dict) -> dict:
     )
 
 
+def _position_bias_rows(counts: AnnotatorCounts, criterion_id: int) -> list[tuple[str, int, int]]:
+    """(pseudonym, left, decisive) of the annotators not excluded with decisive pairwise votes
+    on the criterion, by pseudonym."""
+    sides = counts.criterion == criterion_id
+    left = counts.per_annotator(counts.left, sides)
+    decisive = counts.per_annotator(counts.decisive, sides)
+    people = Annotator.objects.filter(pk__in=list(decisive), excluded=False).values_list("pk", "pseudonym")
+    return sorted((pseudonym, left.get(pk, 0), decisive[pk]) for pk, pseudonym in people)
+
+
 def _position_bias(rows) -> dict:
-    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for pseudonym, choice, cnt in rows:
-        per[pseudonym][1] += cnt
-        if choice == "left":
-            per[pseudonym][0] += cnt
+    per = {pseudonym: [left, n] for pseudonym, left, n in rows}
     left = sum(v[0] for v in per.values())
     total = sum(v[1] for v in per.values())
     overall = stats.position_bias(left, total) if total else None
@@ -601,31 +603,34 @@ def _position_bias(rows) -> dict:
 AGREEMENT_CI_ROUNDS = 200
 
 
-def _agreement(base) -> dict:
-    """Krippendorff's alpha per vote kind, from value counts per item aggregated in SQL, with a
-    95 % bootstrap interval that resamples prompts (stats.krippendorff_alpha_ci).
+def _agreement(items: ItemCounts, criterion_id: int) -> dict:
+    """Krippendorff's alpha per vote kind, from the criterion's value counts per item (votes of
+    annotators not excluded), with a 95 % bootstrap interval that resamples prompts
+    (stats.krippendorff_alpha_ci).
 
     Items: an output for ratings and good/bad votes; an unordered pair of outputs for pairwise
     votes, whose outcome is put in the pair's canonical orientation (lower output id wins 0,
     tie 1, higher id wins 2, both bad 3; nominal).
     """
     out = {}
-    lo, hi = Least("output_left_id", "output_right_id"), Greatest("output_left_id", "output_right_id")
-    pairwise_value = pairwise_outcome()
-    # An item's prompt is its (lower) output's: read from the outputs afterwards, so the
-    # aggregation over every vote joins nothing.
-    specs = {
-        VoteKind.LIKERT: ("ordinal", base.filter(kind=VoteKind.LIKERT).values_list("output_left_id", Value(0), "score")),
-        VoteKind.BINARY: ("nominal", base.filter(kind=VoteKind.BINARY).values_list("output_left_id", Value(0), "score")),
-        VoteKind.PAIRWISE: ("nominal", base.filter(kind=VoteKind.PAIRWISE).annotate(u0=lo, u1=hi, v=pairwise_value).values_list("u0", "u1", "v")),
-    }
-    for kind, (level, qs) in specs.items():
-        rows = np.array(list(qs.annotate(n=Count("id")).order_by()), dtype=np.int64).reshape(-1, 4)
+    u0, u1, value = items.items()
+    n = items.n - items.n_excluded
+    levels = {VoteKind.LIKERT: "ordinal", VoteKind.BINARY: "nominal", VoteKind.PAIRWISE: "nominal"}
+    for kind, level in levels.items():
+        keep = (items.kind == kind) & (items.criterion == criterion_id) & (n > 0)
+        # An item's prompt is its (lower) output's: read from the outputs afterwards, so the
+        # aggregation over every vote joins nothing.
+        if kind == VoteKind.PAIRWISE:
+            rows = np.stack([u0[keep], u1[keep], value[keep], n[keep]], axis=1)
+        else:
+            rows = np.stack([u1[keep], np.zeros(keep.sum(), dtype=np.int64), value[keep], n[keep]], axis=1)
         empty = {"alpha": None, "low": None, "high": None, "units": 0, "prompts": 0, "level": level}
         if len(rows) == 0:
             out[kind] = empty
             continue
+        # Rows of one item and value merge (the counts keep the orientation the votes came in).
         keys, first, unit = np.unique(rows[:, 0] * (rows[:, 1].max() + 1) + rows[:, 1], return_index=True, return_inverse=True)
+        unit = unit.ravel()
         values, code = np.unique(rows[:, 2], return_inverse=True)
         counts = np.zeros((keys.size, values.size))
         np.add.at(counts, (unit, code), rows[:, 3])
