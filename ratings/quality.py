@@ -131,11 +131,13 @@ def _agreement_with_others(base, items: ItemCounts, annotators: list[int]) -> di
     )
     # Items of the counts and of the sampled answers numbered together (an answer read after
     # the counts may have an item of its own: nobody else answered it then).
-    kinds, kind_code = np.unique(np.concatenate([items.kind, kind]), return_inverse=True)
-    keys = np.stack([kind_code.ravel(), np.concatenate([items.criterion, [r[2] for r in sample]]),
-                     np.concatenate([u0, s_u0]), np.concatenate([u1, s_u1])], axis=1)
-    _, unit = np.unique(keys, axis=0, return_inverse=True)
-    unit = unit.ravel()
+    key = np.zeros(len(v) + len(sample), dtype=np.int64)
+    for column in (np.concatenate([items.kind, kind]), np.concatenate([items.criterion, [r[2] for r in sample]]),
+                   np.concatenate([u0, s_u0]), np.concatenate([u1, s_u1])):
+        values, code = np.unique(column, return_inverse=True)
+        _, key = np.unique(key * values.size + code.ravel(), return_inverse=True)  # dense again: no overflow
+        key = key.ravel()
+    unit = key
     counts = np.zeros((unit.max() + 1, ITEM_VALUES), dtype=np.int64)
     np.add.at(counts, (unit[: len(v)], v), items.n)
     others = counts[unit[len(v):]]
