@@ -118,7 +118,19 @@ def insert_values(obj) -> tuple[str, list]:
     """The quoted columns of an INSERT of `obj` (its auto primary key left out) and their values,
     as `insert` computes them: for statements that insert inside a larger one."""
     sql, fields, auto = _insert_sql(type(obj), False, connection.vendor)
-    return ", ".join(q(f.column) for f in fields), [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    return ", ".join(q(f.column) for f in fields), _save_values(obj, fields)
+
+
+def _save_values(obj, fields) -> list:
+    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+
+
+def inserted(obj, pk=None) -> None:
+    """Mark `obj` as stored (with its new primary key), as `save()` would."""
+    if pk is not None:
+        setattr(obj, type(obj)._meta.pk.attname, pk)
+    obj._state.adding = False
+    obj._state.db = connection.alias
 
 
 @lru_cache(maxsize=None)
@@ -141,18 +153,12 @@ def insert(obj, *, ignore_conflicts: bool = False) -> bool:
     """
     model = type(obj)
     sql, fields, auto = _insert_sql(model, ignore_conflicts, connection.vendor)
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     with cursor() as cur:
-        cur.execute(sql, params)
-        if auto:
-            row = cur.fetchone()
-            if row is None:
-                return False
-            setattr(obj, model._meta.pk.attname, row[0])
-        elif cur.rowcount == 0:
+        cur.execute(sql, _save_values(obj, fields))
+        row = cur.fetchone() if auto else None
+        if (auto and row is None) or (not auto and cur.rowcount == 0):
             return False
-    obj._state.adding = False
-    obj._state.db = connection.alias
+    inserted(obj, row[0] if auto else None)
     return True
 
 

@@ -879,8 +879,7 @@ def _vote_store(a: Assignment, vote: Vote, annotator: Annotator, now, *, held_li
             rows = cursor.fetchall()
         if rows[0][0] is None:
             return False, None
-        vote.pk = rows[0][0]
-        vote._state.adding, vote._state.db = False, connection.alias
+        rawsql.inserted(vote, rows[0][0])
         held = _held_from_rows(a.study, [row[1:] for row in rows])
         held.done += 1  # counted before this vote
         return True, held
