@@ -78,6 +78,9 @@ class StudyIndex:
     # shows, without reading it back.
     output_row: dict[int, tuple[int, int, str]] = field(default_factory=dict)
     prompts: dict[int, Prompt] = field(default_factory=dict)
+    # (kind, criterion id) -> {item key: output id} of every output a single-image task of that
+    # kind and criterion may show, made on first use
+    single_keys: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)
 
     def output(self, oid: int) -> Output | None:
         """A fresh Output instance for a servable output, its prompt loaded (other fields load on use)."""
@@ -634,32 +637,50 @@ def _pick_calibration(*, study, annotator, rng, hidden, combo=None) -> Assignmen
     return None
 
 
+# Items answered by `overlap_target` annotators are never served again (an answer is not taken
+# back), so once the sampler has counted one it skips it without counting it again. Per process
+# and study, forgotten every minute (a changed overlap target or deleted votes show by then).
+ANSWERED_OUT = TTLCache(ttl=60.0, maxsize=256)
+
+
+def _answered_out(study: Study) -> set[str]:
+    """Keys of this study's items already answered by `overlap_target` distinct annotators."""
+    return ANSWERED_OUT.get_or_set((study.pk, study.created_at, study.overlap_target), set)
+
+
 def _item_counts(study: Study, annotator: Annotator, keys: list[str]) -> tuple[dict[str, int], set[str]]:
     """For these items: how many distinct annotators hold or answered each (expired and skipped
-    tasks don't count), and which this annotator was ever served. One statement."""
+    tasks don't count), and which this annotator was ever served. One statement. Items it finds
+    answered `overlap_target` times join :func:`_answered_out`."""
     if not keys:
         return {}, set()
+    # Distinct annotators holding or having answered it, whether this annotator was served it,
+    # distinct annotators having answered it.
     counted = ("count(DISTINCT CASE WHEN skipped = %s AND (answered_at IS NOT NULL OR expires_at > %s)"
-               " THEN annotator_id END), max(CASE WHEN annotator_id = %s THEN 1 ELSE 0 END)")
+               " THEN annotator_id END) AS n, max(CASE WHEN annotator_id = %s THEN 1 ELSE 0 END) AS mine,"
+               " count(DISTINCT CASE WHEN skipped = %s AND answered_at IS NOT NULL THEN annotator_id END) AS answered")
     now = rawsql.prep(Assignment, "expires_at", timezone.now())
     if connection.vendor == "postgresql":
         # One index probe per key, whatever the statistics say: with an IN list, a plan made
         # before the table was analyzed reads every assignment of the study and filters them.
-        sql = (f"SELECT k.key, c.n, c.mine FROM unnest(%s::varchar[]) AS k(key) CROSS JOIN LATERAL"
-               f" (SELECT {counted.replace('), max', ') AS n, max')} AS mine FROM arena_assignment"
-               " WHERE study_id = %s AND item_key = k.key) c WHERE c.mine IS NOT NULL")
-        params = [list(keys), False, now, annotator.pk, study.pk]
+        sql = (f"SELECT k.key, c.n, c.mine, c.answered FROM unnest(%s::varchar[]) AS k(key) CROSS JOIN LATERAL"
+               f" (SELECT {counted} FROM arena_assignment WHERE study_id = %s AND item_key = k.key) c"
+               " WHERE c.mine IS NOT NULL")
+        params = [list(keys), False, now, annotator.pk, False, study.pk]
     else:
         sql = (f"SELECT item_key, {counted} FROM arena_assignment"
                f" WHERE study_id = %s AND item_key IN ({', '.join(['%s'] * len(keys))}) GROUP BY item_key")
-        params = [False, now, annotator.pk, study.pk, *keys]
+        params = [False, now, annotator.pk, False, study.pk, *keys]
     with rawsql.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return {k: n for k, n, _ in rows if n}, {k for k, _, mine in rows if mine}
+    _answered_out(study).update(k for k, _, _, answered in rows if answered >= study.overlap_target)
+    return {k: n for k, n, _, _ in rows if n}, {k for k, _, mine, _ in rows if mine}
 
 
 def _fewest_first(study: Study, annotator: Annotator, keys: list[str], rng: random.Random) -> str | None:
+    out = _answered_out(study)
+    keys = [k for k in keys if k not in out]
     if not keys:
         return None
     counts, seen = _item_counts(study, annotator, keys)
@@ -683,6 +704,7 @@ def _pick_single(*, study, annotator, criterion, kind, rng, sample: int = 40, hi
         if criterion.pk != idx.criteria[0].pk:
             return None
         outputs, key_of = [o for o in outputs if o in idx.question_outputs], questions.item_key
+    servable = outputs
     if hidden:
         outputs = [o for o in outputs if o not in hidden]
     if not outputs:
@@ -691,7 +713,10 @@ def _pick_single(*, study, annotator, criterion, kind, rng, sample: int = 40, hi
     keys = {key_of(oid): oid for oid in candidates}
     key = _fewest_first(study, annotator, list(keys), rng)
     if key is None and len(outputs) > sample:
-        keys = {key_of(oid): oid for oid in outputs}
+        every = idx.single_keys.get((kind, criterion.pk))
+        if every is None:
+            every = idx.single_keys[(kind, criterion.pk)] = {key_of(oid): oid for oid in servable}
+        keys = {k: oid for k, oid in every.items() if oid not in hidden} if hidden else every
         key = _fewest_first(study, annotator, list(keys), rng)
     if key is None:
         return None

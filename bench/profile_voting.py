@@ -44,7 +44,6 @@ def main() -> None:
 
     from django.db.models import Count
 
-    # The annotator with the fewest votes so far, so that repeated runs do not exhaust one.
     if a.unprepared:
         from arena import rawsql
 
@@ -52,12 +51,22 @@ def main() -> None:
     if a.generic:
         with connection.cursor() as cursor:
             cursor.execute("SET plan_cache_mode = force_generic_plan")
-    token = Token.objects.annotate(n=Count("user__annotator__votes")).order_by("n", "key").first().key
-    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
-    task = client.get("/api/studies/bench/next-task/").json()["task"]
+    tokens = iter(Token.objects.annotate(n=Count("user__annotator__votes")).order_by("n", "key").values_list("key", flat=True))
+    client = task = None
+
+    def next_annotator():
+        # The annotator with the fewest votes next, when one has no task left.
+        nonlocal client, task
+        while task is None:
+            client = Client(HTTP_AUTHORIZATION=f"Token {next(tokens)}")
+            task = client.get("/api/studies/bench/next-task/").json()["task"]
+
+    next_annotator()
 
     def round_trip():
         nonlocal task
+        if task is None:
+            next_annotator()
         answer = [x for x in task["answers"] if x != "skip"][0]
         res = client.post("/api/studies/bench/votes/", data=json.dumps({"assignment": task["assignment"], "answer": answer}),
                           content_type="application/json")

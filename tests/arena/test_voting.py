@@ -6,7 +6,9 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from scipy.stats import binom
 
@@ -283,6 +285,22 @@ def test_items_reach_the_overlap_target_fewest_votes_first(make_study):
     late = Annotator.objects.create()
     a, _ = task_next(study=study, annotator=late, ahead=0)
     assert a is None
+
+
+def test_items_answered_to_the_target_are_not_counted_again(make_study):
+    """Once the sampler has found an item answered `overlap_target` times, later picks skip it
+    without asking the database how many annotators it has (a full study costs no scans)."""
+    study = make_study(kinds=("likert",), prompts=2, overlap_target=2)
+    n_items = Output.objects.count()
+    for annotator in [Annotator.objects.create() for _ in range(2)]:
+        for _ in range(n_items):
+            a, _ = task_next(study=study, annotator=annotator, ahead=0)
+            vote_record(study=a.study, assignment_id=a.pk, annotator=annotator, answer="3")
+    assert task_next(study=study, annotator=Annotator.objects.create(), ahead=0)[0] is None
+    with CaptureQueriesContext(connection) as ctx:
+        assert task_next(study=study, annotator=Annotator.objects.create(), ahead=0)[0] is None
+    counting = [q["sql"] for q in ctx.captured_queries if "count(DISTINCT" in q["sql"]]
+    assert counting == []
 
 
 def test_fewest_votes_first_spreads_the_first_annotators_over_items(make_study):
