@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from arena import derived, hooks, rawsql
@@ -396,48 +396,9 @@ _clean = board_rules.json_safe
 def _recompute_criterion(study: Study, criterion, *, items: ItemCounts, counts: AnnotatorCounts, additions=None) -> None:
     base = counted_votes(Vote.objects.filter(study=study, criterion=criterion, is_gold=False, annotator__excluded=False), study=study)
     generators = list(Generator.objects.filter(studies=study).order_by("name").values_list("id", "name"))
-    index = {gid: i for i, (gid, _) in enumerate(generators)}
     n = len(generators)
-
-    # Pairwise counts per category and generator pair, aggregated in SQL.
-    pair_rows = (
-        base.filter(kind=VoteKind.PAIRWISE)
-        .values_list("prompt_category", "generator_left_id", "generator_right_id", "choice")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
     by_prompt = study.bootstrap_unit == Study.BootstrapUnit.PROMPTS
-    if by_prompt:
-        pair_rows = (
-            base.filter(kind=VoteKind.PAIRWISE)
-            .values_list("prompt_category", "output_left__prompt_id", "generator_left_id", "generator_right_id", "choice")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-    else:
-        pair_rows = ((cat, 0, gl, gr, choice, cnt) for cat, gl, gr, choice, cnt in pair_rows)
-    # category -> (prompt or 0, generator pair) -> [left, right, tie, both bad]
-    pairs: dict[str, dict[tuple[int, int, int], list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
-    for cat, prompt_id, gl, gr, choice, cnt in pair_rows:
-        if gl not in index or gr not in index:
-            continue
-        slot = {"left": 0, "right": 1, "tie": 2, "bothbad": 3}[choice]
-        for key in ("", cat) if cat else ("",):
-            pairs[key][(prompt_id, index[gl], index[gr])][slot] += cnt
-
-    likert: dict[str, dict[int, np.ndarray]] = defaultdict(lambda: defaultdict(lambda: np.zeros(5)))
-    for cat, gid, score, cnt in (
-        base.filter(kind=VoteKind.LIKERT).values_list("prompt_category", "generator_left_id", "score").annotate(n=Count("id")).order_by()
-    ):
-        for key in ("", cat) if cat else ("",):
-            likert[key][gid][score - 1] += cnt
-    binary: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    for cat, gid, score, cnt in (
-        base.filter(kind=VoteKind.BINARY).values_list("prompt_category", "generator_left_id", "score").annotate(n=Count("id")).order_by()
-    ):
-        for key in ("", cat) if cat else ("",):
-            binary[key][gid][0] += cnt * score
-            binary[key][gid][1] += cnt
+    pairs, likert, binary = _board_counts(items, criterion.pk, [gid for gid, _ in generators], by_prompt=by_prompt)
 
     bias_rows = _position_bias_rows(counts, criterion.pk)
     agreement = _agreement(items, criterion.pk)
@@ -449,8 +410,8 @@ def _recompute_criterion(study: Study, criterion, *, items: ItemCounts, counts: 
         # Category cuts use fewer bootstrap rounds so a study with many categories stays quick.
         rounds = settings.ARENA_BOOTSTRAP_ROUNDS if cat == "" else max(100, settings.ARENA_BOOTSTRAP_ROUNDS // 5)
         data = _board(
-            generators, n, pairs.get(cat, {}), likert.get(cat, {}), binary.get(cat, {}), study.both_bad_as_tie, rounds,
-            min_votes=study.min_votes_per_generator, by_prompt=by_prompt,
+            generators, n, pairs.get(cat, PairCounts.empty()), likert.get(cat, {}), binary.get(cat, {}), study.both_bad_as_tie,
+            rounds, min_votes=study.min_votes_per_generator, by_prompt=by_prompt,
         )
         if cat == "":
             data["position_bias"] = _position_bias(bias_rows)
@@ -468,19 +429,112 @@ def _recompute_criterion(study: Study, criterion, *, items: ItemCounts, counts: 
     LeaderboardResult.objects.filter(study=study, criterion=criterion).exclude(category__in=keep).delete()
 
 
-def _board(generators, n, pair_counts, likert_counts, binary_counts, both_bad_as_tie, rounds: int,
+@dataclass(frozen=True)
+class PairCounts:
+    """A board's pairwise votes, one row per (cluster, left generator, right generator): how many
+    the left one won, the right one won, were ties and were both bad. The cluster is the prompt
+    of the left output when the bootstrap resamples prompts, else 0."""
+
+    cluster: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    tie: np.ndarray
+    bothbad: np.ndarray
+
+    @classmethod
+    def empty(cls) -> PairCounts:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(none, none, none, none, none, none, none)
+
+
+PAIRWISE_SLOTS = ("left", "right", "tie", "bothbad")
+
+
+def _sum_by(keys: list[np.ndarray], weights: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Rows merged by equal keys: (the distinct keys, column by column; each weight summed over
+    their rows). Integer keys and weights."""
+    if not keys[0].size:
+        return [k[:0] for k in keys], [w[:0] for w in weights]
+    code = np.zeros(keys[0].size, dtype=np.int64)
+    for column in keys:
+        values, inverse = np.unique(column, return_inverse=True)
+        _, code = np.unique(code * values.size + inverse.ravel(), return_inverse=True)  # dense again: no overflow
+        code = code.ravel()
+    distinct, first = np.unique(code, return_index=True)
+    return ([k[first] for k in keys],
+            [np.bincount(code, weights=w, minlength=distinct.size).astype(np.int64) for w in weights])
+
+
+def _board_counts(items: ItemCounts, criterion_id: int, generator_ids: list[int], *, by_prompt: bool):
+    """A criterion's counts per board from the study's item counts (the votes of annotators not
+    excluded): pairwise votes (PairCounts) between the study's generators, ratings per generator
+    (counts of 1-5) and good/bad answers per generator ([good, all]), each keyed by board:
+    "" overall, else the prompt category the votes were cast under."""
+    counted = items.counted
+    mine = (items.criterion == criterion_id) & (counted > 0)
+    categories = np.unique(items.prompt_category[mine])
+    boards = [("", np.ones(items.n.size, dtype=bool))] + [(c, items.prompt_category == c) for c in categories.tolist() if c]
+
+    pairs: dict[str, PairCounts] = {}
+    study_ids = np.asarray(generator_ids, dtype=np.int64)
+    order = np.argsort(study_ids)
+
+    def study_index(gid: np.ndarray) -> np.ndarray:
+        """Each generator's position among the study's (-1: not in the study)."""
+        if not study_ids.size:
+            return np.full(gid.size, -1)
+        pos = np.minimum(np.searchsorted(study_ids[order], gid), study_ids.size - 1)
+        return np.where(study_ids[order][pos] == gid, order[pos], -1)
+
+    pairwise = mine & (items.kind == VoteKind.PAIRWISE)
+    a, b = study_index(items.generator_left[pairwise]), study_index(items.generator_right[pairwise])
+    known = (a >= 0) & (b >= 0)
+    rows = np.flatnonzero(pairwise)[known]
+    a, b = a[known], b[known]
+    cluster = _prompts_of(items.output_left[rows]) if by_prompt else np.zeros(rows.size, dtype=np.int64)
+    slot_weights = [counted[rows] * (items.choice[rows] == slot) for slot in PAIRWISE_SLOTS]
+    for cat, in_board in boards:
+        keep = in_board[rows]
+        if not keep.any():
+            continue
+        (cl, ka, kb), sums = _sum_by([cluster[keep], a[keep], b[keep]], [w[keep] for w in slot_weights])
+        pairs[cat] = PairCounts(cl, ka, kb, *sums)
+
+    likert: dict[str, dict[int, np.ndarray]] = {}
+    binary: dict[str, dict[int, list[int]]] = {}
+    for kind in (VoteKind.LIKERT, VoteKind.BINARY):
+        rows = np.flatnonzero(mine & (items.kind == kind))
+        for cat, in_board in boards:
+            keep = rows[in_board[rows]]
+            if not keep.size:
+                continue
+            (gid, score), (cnt,) = _sum_by([items.generator_left[keep], items.score[keep]], [counted[keep]])
+            per: dict = {}
+            for g, sc, c in zip(gid.tolist(), score.tolist(), cnt.tolist()):
+                if kind == VoteKind.LIKERT:
+                    per.setdefault(g, np.zeros(5))[sc - 1] += c
+                else:
+                    good_all = per.setdefault(g, [0, 0])
+                    good_all[0] += c * sc
+                    good_all[1] += c
+            (likert if kind == VoteKind.LIKERT else binary)[cat] = per
+    return pairs, likert, binary
+
+
+def _prompts_of(output_ids: np.ndarray) -> np.ndarray:
+    """The prompt of each output (ids in, prompt ids out, as arrays)."""
+    distinct, position = np.unique(output_ids, return_inverse=True)
+    prompt_of = dict(Output.objects.filter(pk__in=distinct.tolist()).values_list("id", "prompt_id"))
+    return np.array([prompt_of[o] for o in distinct.tolist()], dtype=np.int64)[position.ravel()]
+
+
+def _board(generators, n, pair_counts: PairCounts, likert_counts, binary_counts, both_bad_as_tie, rounds: int,
            *, min_votes: int = 1, by_prompt: bool = False) -> dict:
-    idx_a, idx_b, wa, wb, ties, bothbad, clusters = [], [], [], [], [], [], []
-    for (prompt_id, i, j), (left, right, tie, bb) in pair_counts.items():
-        clusters.append(prompt_id)
-        idx_a.append(i)
-        idx_b.append(j)
-        wa.append(left)
-        wb.append(right)
-        ties.append(tie + (bb if both_bad_as_tie else 0))
-        bothbad.append(bb)
-    idx_a, idx_b = np.asarray(idx_a, dtype=np.int64), np.asarray(idx_b, dtype=np.int64)
-    wa, wb, ties = np.asarray(wa, dtype=float), np.asarray(wb, dtype=float), np.asarray(ties, dtype=float)
+    clusters, idx_a, idx_b = pair_counts.cluster, pair_counts.a.astype(np.int64), pair_counts.b.astype(np.int64)
+    wa, wb = pair_counts.left.astype(float), pair_counts.right.astype(float)
+    ties = (pair_counts.tie + (pair_counts.bothbad if both_bad_as_tie else 0)).astype(float)
     pairwise_total = int(wa.sum() + wb.sum() + ties.sum()) if len(wa) else 0
     rows = []
     ratings = np.full(n, np.nan)
@@ -504,16 +558,9 @@ def _board(generators, n, pair_counts, likert_counts, binary_counts, both_bad_as
             stderr = bt_standard_errors(n, counts, filled)
             stderr[~voted] = np.nan
     predicted = bt.win_probability(np.nan_to_num(ratings, nan=1000.0))
-    wins = np.zeros(n)
-    losses = np.zeros(n)
-    tie_n = np.zeros(n)
-    for a, b, x, y, t in zip(idx_a, idx_b, wa, wb, ties):
-        wins[a] += x
-        wins[b] += y
-        losses[a] += y
-        losses[b] += x
-        tie_n[a] += t
-        tie_n[b] += t
+    wins = np.bincount(idx_a, weights=wa, minlength=n) + np.bincount(idx_b, weights=wb, minlength=n)
+    losses = np.bincount(idx_a, weights=wb, minlength=n) + np.bincount(idx_b, weights=wa, minlength=n)
+    tie_n = np.bincount(idx_a, weights=ties, minlength=n) + np.bincount(idx_b, weights=ties, minlength=n)
     votes_per = wins + losses + tie_n
     is_provisional = board_rules.provisional(votes_per, min_votes)
     if pairwise_total:
@@ -614,7 +661,7 @@ def _agreement(items: ItemCounts, criterion_id: int) -> dict:
     """
     out = {}
     u0, u1, value = items.items()
-    n = items.n - items.n_excluded
+    n = items.counted
     levels = {VoteKind.LIKERT: "ordinal", VoteKind.BINARY: "nominal", VoteKind.PAIRWISE: "nominal"}
     for kind, level in levels.items():
         keep = (items.kind == kind) & (items.criterion == criterion_id) & (n > 0)
@@ -634,9 +681,7 @@ def _agreement(items: ItemCounts, criterion_id: int) -> dict:
         values, code = np.unique(rows[:, 2], return_inverse=True)
         counts = np.zeros((keys.size, values.size))
         np.add.at(counts, (unit, code), rows[:, 3])
-        unit_output = rows[first, 0]
-        prompt_of = dict(Output.objects.filter(pk__in=np.unique(unit_output).tolist()).values_list("id", "prompt_id"))
-        unit_prompt = np.array([prompt_of[o] for o in unit_output.tolist()], dtype=np.int64)
+        unit_prompt = _prompts_of(rows[first, 0])
         pairable = counts.sum(axis=1) >= 2
         if not pairable.any():
             out[kind] = empty

@@ -13,7 +13,7 @@ from tests.conftest import task_next
 from ratings import board as board_rules
 from ratings.models import AnnotatorQuality, LeaderboardResult
 from ratings.selectors import board_version_get
-from ratings.services import _board, _votes_needed, study_recompute
+from ratings.services import PairCounts, _board, _votes_needed, study_recompute
 from tests.conftest import GENERATOR_NAMES, client_for
 
 pytestmark = pytest.mark.django_db
@@ -77,12 +77,16 @@ def _synthetic_board(votes: int, seed: int = 0):
     """A board fitted from `votes` pairwise votes among 4 generators 20 Elo apart."""
     rng = np.random.default_rng(seed)
     strength = np.array([0.0, 20.0, 40.0, 60.0])
-    counts = {}
+    a, b, left = [], [], []
     for _ in range(votes):
         i, j = rng.choice(4, 2, replace=False)
         p = 1 / (1 + 10 ** ((strength[j] - strength[i]) / 400))
-        slot = 0 if rng.random() < p else 1
-        counts.setdefault((0, int(i), int(j)), [0, 0, 0, 0])[slot] += 1
+        a.append(int(i))
+        b.append(int(j))
+        left.append(int(rng.random() < p))
+    left = np.array(left)
+    none = np.zeros(votes, dtype=np.int64)
+    counts = PairCounts(cluster=none, a=np.array(a), b=np.array(b), left=left, right=1 - left, tie=none, bothbad=none)
     gens = [(k + 1, f"g{k}") for k in range(4)]
     return _board(gens, 4, counts, {}, {}, True, 200, min_votes=10)
 
