@@ -187,12 +187,29 @@ def krippendorff_alpha_from_counts(per_unit: ArrayLike, values: ArrayLike, level
     values = np.asarray(values, dtype=np.float64)
     if per_unit.ndim != 2 or per_unit.shape[1] != values.size or values.size == 0:
         return math.nan
+    pairable = per_unit.sum(axis=1) >= 2
+    coincidence = _coincidences(per_unit[pairable], np.zeros(int(pairable.sum()), dtype=np.intp), 1)[0]
+    return _alpha_from_coincidence(coincidence, values, level_of_measurement)
+
+
+def _coincidences(per_unit: NDArray[np.float64], group: NDArray[np.intp], groups: int) -> NDArray[np.float64]:
+    """Coincidence matrices ``o_ck`` (see :func:`krippendorff_alpha`) of the pairable units
+    ``per_unit`` summed per group: shape (groups, values, values). A unit adds
+    ``(n_uc n_uk - [c = k] n_uc) / (m_u - 1)``, so a data set's matrix is the sum of its units'
+    (or of its groups', each as often as it occurs)."""
+    n_values = per_unit.shape[1]
+    weighted = per_unit / (per_unit.sum(axis=1) - 1.0)[:, None]
+    out = np.empty((groups, n_values, n_values))
+    for c in range(n_values):
+        for k in range(n_values):
+            out[:, c, k] = np.bincount(group, weights=weighted[:, c] * per_unit[:, k], minlength=groups)
+        out[:, c, c] -= np.bincount(group, weights=weighted[:, c], minlength=groups)
+    return out
+
+
+def _alpha_from_coincidence(coincidence: NDArray[np.float64], values: NDArray[np.float64], level_of_measurement: str) -> float:
+    """``alpha = 1 - (n - 1) * sum o_ck d_ck / sum n_c n_k d_ck`` (see :func:`krippendorff_alpha`)."""
     n_values = values.size
-    m_u = per_unit.sum(axis=1)
-    pairable = m_u >= 2
-    per_unit, m_u = per_unit[pairable], m_u[pairable]
-    weighted = per_unit / (m_u - 1.0)[:, None]
-    coincidence = weighted.T @ per_unit - np.diag(weighted.sum(axis=0))
     n_c = coincidence.sum(axis=0)
     n_total = n_c.sum()
     if n_total <= 1:
@@ -486,32 +503,43 @@ def bootstrap_ci(
     n = data[0].shape[0]
     if any(a.shape[0] != n for a in data):
         raise ValueError(f"arrays must have the same length, got {[a.shape[0] for a in data]}")
-    rng = np.random.default_rng(seed)
-    replicates = np.empty(int(rounds))
-    if clusters is None:
-        if n < 2:
-            return math.nan, math.nan
-        for r in range(replicates.size):
-            rows = rng.integers(0, n, n)
-            replicates[r] = statistic(*(a[rows] for a in data))
-        return _percentile_bounds(replicates, level)
-    labels = np.asarray(clusters)
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"clusters must hold one label per row ({n}), got shape {labels.shape}")
-    _, codes = np.unique(labels, return_inverse=True)
-    groups = int(codes.max()) + 1 if n else 0
+    codes, groups = _resampling_groups(n, clusters)
     if groups < 2:
         return math.nan, math.nan
+    replicates = np.empty(int(rounds))
+    if clusters is None:
+        for r, rows in enumerate(_resamples(groups, int(rounds), seed)):
+            replicates[r] = statistic(*(a[rows] for a in data))
+        return _percentile_bounds(replicates, level)
     by_cluster = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes, minlength=groups)
     starts = np.cumsum(sizes) - sizes
-    for r in range(replicates.size):
-        drawn = rng.integers(0, groups, groups)
+    for r, drawn in enumerate(_resamples(groups, int(rounds), seed)):
         lengths = sizes[drawn]
         ends = np.cumsum(lengths)
         rows = by_cluster[np.repeat(starts[drawn] - (ends - lengths), lengths) + np.arange(ends[-1])]
         replicates[r] = statistic(*(a[rows] for a in data))
     return _percentile_bounds(replicates, level)
+
+
+def _resampling_groups(n: int, clusters: ArrayLike | None) -> tuple[NDArray[np.intp], int]:
+    """What a bootstrap round draws, for ``n`` rows: each row's group (its cluster's index among
+    the sorted labels, or the row itself without clusters) and the number of groups."""
+    if clusters is None:
+        return np.arange(n), n
+    labels = np.asarray(clusters)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"clusters must hold one label per row ({n}), got shape {labels.shape}")
+    _, codes = np.unique(labels, return_inverse=True)
+    codes = codes.ravel()
+    return codes, int(codes.max()) + 1 if n else 0
+
+
+def _resamples(groups: int, rounds: int, seed: int):
+    """The groups each bootstrap round draws: as many as there are, with replacement."""
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds):
+        yield rng.integers(0, groups, groups)
 
 
 def krippendorff_alpha_ci(
@@ -524,8 +552,8 @@ def krippendorff_alpha_ci(
     seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval for Krippendorff's alpha, resampling units (or clusters of
-    units, e.g. the prompts the items came from) with :func:`bootstrap_ci` and recomputing
-    :func:`krippendorff_alpha_from_counts` each round.
+    units, e.g. the prompts the items came from) as :func:`bootstrap_ci` does (the same draws for
+    the same seed) and recomputing :func:`krippendorff_alpha_from_counts` each round.
 
     Units with fewer than 2 values carry no pairable information and are left out before
     resampling. (Hayes & Krippendorff 2007 resample pairable values instead; resampling units
@@ -538,6 +566,9 @@ def krippendorff_alpha_ci(
     values = np.asarray(values, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[1] != values.size:
         raise ValueError("per_unit_counts must be units x values, one column per entry of values")
+    _check_level(level)
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     pairable = counts.sum(axis=1) >= 2
     labels = None
     if clusters is not None:
@@ -545,14 +576,18 @@ def krippendorff_alpha_ci(
         if labels.shape != (counts.shape[0],):
             raise ValueError(f"clusters must hold one label per unit ({counts.shape[0]}), got shape {labels.shape}")
         labels = labels[pairable]
-    return bootstrap_ci(
-        lambda c: krippendorff_alpha_from_counts(c, values, level_of_measurement),
-        counts[pairable],
-        clusters=labels,
-        rounds=rounds,
-        level=level,
-        seed=seed,
-    )
+    codes, groups = _resampling_groups(int(pairable.sum()), labels)
+    if groups < 2:
+        return math.nan, math.nan
+    # A resample's coincidence matrix is the sum of its groups' (each as often as drawn), so
+    # each round costs a weighted sum of small matrices, not a pass over every unit.
+    per_group = _coincidences(counts[pairable], codes, groups).reshape(groups, -1)
+    shape = (values.size, values.size)
+    replicates = np.array([
+        _alpha_from_coincidence((np.bincount(drawn, minlength=groups) @ per_group).reshape(shape), values, level_of_measurement)
+        for drawn in _resamples(groups, int(rounds), seed)
+    ])
+    return _percentile_bounds(replicates, level)
 
 
 def likert_mean_interval(

@@ -502,6 +502,24 @@ def test_the_alpha_interval_covers_the_population_alpha_about_95_percent_of_the_
     assert 0.86 <= covered / 100 <= 1.0
 
 
+@pytest.mark.parametrize("level", ["nominal", "ordinal", "interval"])
+def test_the_alpha_interval_is_the_bootstrap_of_alpha_over_resampled_units_or_prompts(level):
+    # The same percentile bootstrap as recomputing alpha from scratch on every resample of units
+    # (or of whole prompts), drawn with the same seed: however it is computed, it is that interval.
+    rng = np.random.default_rng(8)
+    counts = np.concatenate([likert_panel(rng, 90), [[1, 0, 0, 0, 0]] * 5])  # 5 units with one rating
+    values = np.arange(1, 6)
+    prompts = rng.integers(0, 12, len(counts))
+    pairable = counts.sum(axis=1) >= 2
+    for clusters in (None, prompts):
+        expected = bootstrap_ci(
+            lambda c: krippendorff_alpha_from_counts(c, values, level), counts[pairable],
+            clusters=None if clusters is None else clusters[pairable], rounds=150, seed=3,
+        )
+        got = krippendorff_alpha_ci(counts, values, level, clusters=clusters, rounds=150, seed=3)
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
 def test_the_alpha_interval_brackets_the_estimate_is_reproducible_and_needs_two_units():
     rng = np.random.default_rng(6)
     counts = likert_panel(rng, 60)
