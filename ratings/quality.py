@@ -284,8 +284,9 @@ def annotator_quality_compute(*, study: Study, items: ItemCounts | None = None,
     histogram = np.bincount(position.ravel(), weights=counts.votes[own], minlength=len(ids))
     medians = _medians_from_histogram((int(a), int(b), int(n)) for (a, b), n in zip(ids, histogram))
     left = counts.per_annotator(counts.left)
-    for aid, n in counts.per_annotator(counts.decisive).items():
-        per[aid]["left"] = (left.get(aid, 0), n)
+    decisive = counts.per_annotator(counts.decisive)
+    for aid, bias in zip(decisive, stats.position_biases([left.get(aid, 0) for aid in decisive], list(decisive.values()))):
+        per[aid]["left"] = bias
     counted = counted_votes(Vote.objects.filter(study=study), study=study).filter(is_gold=False)
     agree = _agreement_with_others(counted, items, [aid for aid, d in per.items() if "votes" in d])
     people = {a.pk: a for a in Annotator.objects.filter(pk__in=list(per)).select_related("user")}
@@ -304,8 +305,7 @@ def annotator_quality_compute(*, study: Study, items: ItemCounts | None = None,
         skipped, n = d.get("skip", (0, 0))
         row["skip"] = {"rate": skipped / n if n else None, "n": n}
         row["median_seconds"] = medians.get(aid)
-        left, n = d.get("left", (0, 0))
-        row["left"] = stats.position_bias(left, n) if n else None
+        row["left"] = d.get("left")
         matched, n = agree.get(aid, (0, 0))
         row["agreement"] = {"rate": matched / n if n else None, "n": n}
         if row["gold"]["n"] >= MIN_EVIDENCE["gold"] and row["gold"]["accuracy"] < study.review_min_gold_accuracy:

@@ -640,10 +640,9 @@ def _position_bias(rows) -> dict:
     left = sum(v[0] for v in per.values())
     total = sum(v[1] for v in per.values())
     overall = stats.position_bias(left, total) if total else None
-    annotators = [
-        {"annotator": p, **stats.position_bias(v[0], v[1])}
-        for p, v in sorted(per.items(), key=lambda kv: -kv[1][1])[:ANNOTATOR_BIAS_ROWS]
-    ]
+    shown = sorted(per.items(), key=lambda kv: -kv[1][1])[:ANNOTATOR_BIAS_ROWS]
+    biases = stats.position_biases([v[0] for _, v in shown], [v[1] for _, v in shown])
+    annotators = [{"annotator": p, **bias} for (p, _), bias in zip(shown, biases)]
     return {"overall": overall, "annotators": annotators}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -25,6 +26,7 @@ __all__ = [
     "pairwise_accuracy",
     "pearson",
     "position_bias",
+    "position_biases",
     "spearman",
     "tie_calibration",
     "wilson_interval",
@@ -37,7 +39,12 @@ _LEVELS = ("nominal", "ordinal", "interval", "ratio")
 def _z(level: float) -> float:
     if not 0.0 < level < 1.0:
         raise ValueError("level must lie in (0, 1)")
-    return float(sps.norm.ppf(0.5 + level / 2.0))
+    return _normal_quantile(0.5 + level / 2.0)
+
+
+@lru_cache(maxsize=32)
+def _normal_quantile(q: float) -> float:
+    return float(sps.norm.ppf(q))
 
 
 def wilson_interval(successes: float, n: float, level: float = 0.95) -> tuple[float, float]:
@@ -104,12 +111,33 @@ def likert_summary(counts_by_score: Mapping[int, float] | ArrayLike, level: floa
 def position_bias(left_wins: int, decisive: int, level: float = 0.95) -> dict[str, float]:
     """Share of decisive votes won by the left image, its Wilson interval and the two-sided
     exact binomial test against 0.5: ``{share, low, high, n, p_value}``."""
-    left_wins, decisive = int(left_wins), int(decisive)
-    low, high = wilson_interval(left_wins, decisive, level)
-    if decisive == 0:
-        return {"share": math.nan, "low": low, "high": high, "n": 0, "p_value": 1.0}
-    p_value = float(sps.binomtest(left_wins, decisive, 0.5, alternative="two-sided").pvalue)
-    return {"share": left_wins / decisive, "low": low, "high": high, "n": decisive, "p_value": p_value}
+    return position_biases([left_wins], [decisive], level)[0]
+
+
+def position_biases(left_wins: ArrayLike, decisive: ArrayLike, level: float = 0.95) -> list[dict[str, float]]:
+    """:func:`position_bias` of many annotators at once (one vectorised binomial test)."""
+    left = np.asarray(left_wins, dtype=np.int64).ravel()
+    n = np.asarray(decisive, dtype=np.int64).ravel()
+    if left.shape != n.shape:
+        raise ValueError("left_wins and decisive must have the same length")
+    out = []
+    for k, m in zip(left.tolist(), n.tolist()):
+        low, high = wilson_interval(k, m, level)  # checks 0 <= k <= m
+        out.append({"share": k / m if m else math.nan, "low": low, "high": high, "n": m, "p_value": 1.0})
+    for row, p_value in zip(out, _binomial_test_half(left, n).tolist()):
+        row["p_value"] = p_value
+    return out
+
+
+def _binomial_test_half(successes: NDArray[np.int64], n: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Two-sided exact binomial test of ``successes`` in ``n`` trials against 1/2, elementwise:
+    the probability of every outcome no likelier than the one seen, from both tails (what
+    ``scipy.stats.binomtest`` gives; the distribution is symmetric, so the tails mirror). 1 when
+    ``n == 0``."""
+    k = np.minimum(successes, n - successes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tails = sps.binom.cdf(k, n, 0.5) + sps.binom.sf(n - k - 1, n, 0.5)
+    return np.where(2 * k == n, 1.0, np.minimum(1.0, tails))
 
 
 def win_rate_matrix(

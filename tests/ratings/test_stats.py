@@ -22,6 +22,7 @@ from ratings.stats import (
     pairwise_accuracy,
     pearson,
     position_bias,
+    position_biases,
     spearman,
     tie_calibration,
     wilson_interval,
@@ -108,6 +109,18 @@ def test_position_bias_of_60_left_wins_in_100_is_borderline():
     assert result["low"] == pytest.approx(0.5020, abs=1e-4)
     assert result["high"] == pytest.approx(0.6906, abs=1e-4)
     assert result["n"] == 100
+
+
+def test_position_bias_p_values_are_scipys_exact_binomial_test_for_many_annotators_at_once():
+    from scipy.stats import binomtest
+
+    left = [0, 1, 3, 5, 7, 50, 51, 260, 499, 1000, 1, 0]
+    decisive = [1, 2, 7, 10, 9, 100, 100, 500, 1000, 1000, 1, 3]
+    results = position_biases(left, decisive)
+    for k, n, result in zip(left, decisive, results):
+        assert result["p_value"] == pytest.approx(binomtest(k, n, 0.5).pvalue, rel=1e-12)
+        assert result["n"] == n and result["share"] == pytest.approx(k / n)
+        assert result == position_bias(k, n)
 
 
 def test_position_bias_without_decisive_votes_shows_no_evidence():
