@@ -145,15 +145,13 @@ def _columns(queryset, width: int) -> list[list]:
     return [[0 if x is None else x for x in c] if None in c else c for c in columns]
 
 
-def _agreement_with_others(base, items: ItemCounts, annotators: list[int]) -> dict[int, tuple[int, int]]:
+def _agreement_with_others(items: ItemCounts, sample: list[tuple]) -> dict[int, tuple[int, int]]:
     """annotator id -> (answers matching the others' majority, answers on items others answered).
 
-    Item value counts come from `items` (every vote); each annotator's answers are read for
-    their latest AGREEMENT_SAMPLE_PER_ANNOTATOR votes (enough to tell, and bounded however
-    large the study grows).
+    Item value counts come from `items` (every vote); each annotator's answers are their latest
+    AGREEMENT_SAMPLE_PER_ANNOTATOR votes, `sample` (enough to tell, and bounded however large
+    the study grows).
     """
-    # A question check has an answer per question, not one value: it is judged on the board's question audit.
-    sample = _latest_votes(base.exclude(kind=VoteKind.QUESTIONS), annotators)
     if not sample:
         return {}
     u0, u1, v = items.items()
@@ -263,22 +261,49 @@ def annotator_counts(*, study: Study) -> AnnotatorCounts:
     return AnnotatorCounts(*columns)
 
 
-def annotator_quality_compute(*, study: Study, items: ItemCounts | None = None,
-                              counts: AnnotatorCounts | None = None) -> list[dict]:
-    """The review list; `items` and `counts` when the caller already has them (the full recompute)."""
+@dataclass(frozen=True)
+class AnnotatorAnswers:
+    """What the review reads of each annotator besides the counts: their latest answers (the
+    agreement sample: annotator, kind, criterion, output left, output right, choice, score) and
+    their answered tasks, skipped or not."""
+
+    latest: list[tuple]
+    tasks: dict[int, tuple[int, int]]  # annotator id -> (skipped, answered)
+
+
+def annotator_answers(*, study: Study, counts: AnnotatorCounts) -> AnnotatorAnswers:
+    counted = counted_votes(Vote.objects.filter(study=study), study=study).filter(is_gold=False)
+    # A question check has an answer per question, not one value: it is judged on the board's question audit.
+    latest = _latest_votes(counted.exclude(kind=VoteKind.QUESTIONS), list(counts.per_annotator(counts.votes)))
+    tasks = {
+        aid: (skipped, n)
+        for aid, n, skipped in Assignment.objects.filter(study=study, answered_at__isnull=False).values_list("annotator_id")
+        .annotate(n=Count("id"), skipped=Count("id", filter=Q(skipped=True))).order_by("annotator_id")
+    }
+    return AnnotatorAnswers(latest=latest, tasks=tasks)
+
+
+def annotator_reads(*, study: Study) -> tuple[AnnotatorCounts, AnnotatorAnswers]:
+    """Everything the review and the boards read per annotator (one aggregation over every vote,
+    then each annotator's latest answers and tasks)."""
+    counts = annotator_counts(study=study)
+    return counts, annotator_answers(study=study, counts=counts)
+
+
+def annotator_quality_compute(*, study: Study, items: ItemCounts | None = None, counts: AnnotatorCounts | None = None,
+                              answers: AnnotatorAnswers | None = None) -> list[dict]:
+    """The review list; `items`, `counts` and `answers` when the caller already has them (the full recompute)."""
     items = item_counts(study=study) if items is None else items
     counts = annotator_counts(study=study) if counts is None else counts
+    answers = annotator_answers(study=study, counts=counts) if answers is None else answers
     per = defaultdict(dict)
     for aid, n in counts.per_annotator(counts.votes).items():
         per[aid]["votes"] = n
     right = counts.per_annotator(counts.gold_right)
     for aid, n in counts.per_annotator(counts.gold).items():
         per[aid]["gold"] = (right.get(aid, 0), n)
-    for aid, n, skipped in (
-        Assignment.objects.filter(study=study, answered_at__isnull=False).values_list("annotator_id")
-        .annotate(n=Count("id"), skipped=Count("id", filter=Q(skipped=True))).order_by("annotator_id")
-    ):
-        per[aid]["skip"] = (skipped, n)
+    for aid, skip in answers.tasks.items():
+        per[aid]["skip"] = skip
     own = counts.votes > 0
     ids, position = np.unique(np.stack([counts.annotator[own], counts.bucket[own]], axis=1), axis=0, return_inverse=True)
     histogram = np.bincount(position.ravel(), weights=counts.votes[own], minlength=len(ids))
@@ -287,8 +312,7 @@ def annotator_quality_compute(*, study: Study, items: ItemCounts | None = None,
     decisive = counts.per_annotator(counts.decisive)
     for aid, bias in zip(decisive, stats.position_biases([left.get(aid, 0) for aid in decisive], list(decisive.values()))):
         per[aid]["left"] = bias
-    counted = counted_votes(Vote.objects.filter(study=study), study=study).filter(is_gold=False)
-    agree = _agreement_with_others(counted, items, [aid for aid, d in per.items() if "votes" in d])
+    agree = _agreement_with_others(items, answers.latest)
     people = {a.pk: a for a in Annotator.objects.filter(pk__in=list(per)).select_related("user")}
     rows = []
     for aid, d in per.items():
@@ -323,9 +347,9 @@ def annotator_quality_compute(*, study: Study, items: ItemCounts | None = None,
     return rows
 
 
-def annotator_quality_store(*, study: Study, items: ItemCounts | None = None,
-                            counts: AnnotatorCounts | None = None) -> AnnotatorQuality:
-    data = annotator_quality_compute(study=study, items=items, counts=counts)
+def annotator_quality_store(*, study: Study, items: ItemCounts | None = None, counts: AnnotatorCounts | None = None,
+                            answers: AnnotatorAnswers | None = None) -> AnnotatorQuality:
+    data = annotator_quality_compute(study=study, items=items, counts=counts, answers=answers)
     obj, _ = AnnotatorQuality.objects.update_or_create(
         study=study, defaults={"computed_at": timezone.now(), "data": json_safe(data)}
     )

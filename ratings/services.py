@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +31,7 @@ from . import bradley_terry as bt
 from . import board as board_rules
 from . import stats
 from .elo import elo_step
-from .quality import AnnotatorCounts, ItemCounts, annotator_counts, annotator_quality_store, item_counts
+from .quality import AnnotatorCounts, ItemCounts, annotator_quality_store, annotator_reads, item_counts
 from .sampling import bt_standard_errors
 from .models import EloState, LeaderboardResult, RecomputeState
 
@@ -332,23 +334,35 @@ def recompute_claim(*, study_id: int) -> datetime | None:
     return now if claimed else None
 
 
-RECOMPUTE_WORK_MEM = "64MB"
+RECOMPUTE_SESSION = {
+    # Room for the aggregations over every vote to hash in memory (the default 4 MB spills 1M
+    # votes' item counts to disk).
+    "work_mem": "64MB",
+    # No JIT: the per-annotator sample's estimate (a walk per annotator) crosses jit_above_cost,
+    # and compiling took 145 ms of the query's 178 ms on 1M votes.
+    "jit": "off",
+    # No parallel workers: the recompute keeps two connections busy already, and workers of the
+    # annotators' aggregation took cores from the item counts' (0.87 s alone, 1.04 s beside them).
+    "max_parallel_workers_per_gather": "0",
+}
 
 
 @contextmanager
-def _aggregation_memory():
-    """Room for the recompute's aggregations over every vote to hash in memory (PostgreSQL's
-    default 4 MB spills 1M votes' item counts to disk); the connection's default comes back after."""
+def _recompute_session():
+    """The recompute's PostgreSQL settings (RECOMPUTE_SESSION) on this thread's connection; the
+    connection's defaults come back after."""
     if connection.vendor != "postgresql":
         yield
         return
     with connection.cursor() as cursor:
-        cursor.execute(f"SET work_mem = '{RECOMPUTE_WORK_MEM}'")
+        for name, value in RECOMPUTE_SESSION.items():
+            cursor.execute(f"SET {name} = '{value}'")
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("RESET work_mem")
+            for name in RECOMPUTE_SESSION:
+                cursor.execute(f"RESET {name}")
 
 
 def study_recompute(*, study_id: int) -> bool:
@@ -362,15 +376,18 @@ def study_recompute(*, study_id: int) -> bool:
     t0 = time.perf_counter()
     error = ""
     try:
-        with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token), _aggregation_memory():
+        with derived.keepalive(RecomputeState, pk=state.pk, running=True, started_at=token), _recompute_session():
             study = Study.objects.get(pk=study_id)
             # What the scoring app adds to each board (metric agreement, safety, question checks).
             additions = hooks.call("board_additions", study=study, default=None)
-            # One aggregation over every vote each, shared by the boards and the annotator review.
-            items, counts = item_counts(study=study), annotator_counts(study=study)
+            # One aggregation over every vote each, shared by the boards and the annotator review:
+            # the item counts here, the annotators' on a second connection meanwhile where one can be used.
+            aside = _read_aside(annotator_reads, study=study)
+            items = item_counts(study=study)
+            counts, answers = aside.result()
             for criterion in study.criteria.all():
                 _recompute_criterion(study, criterion, additions=additions, items=items, counts=counts)
-            annotator_quality_store(study=study, items=items, counts=counts)
+            annotator_quality_store(study=study, items=items, counts=counts, answers=answers)
             hooks.call("study_recomputed", study=study)  # e.g. the judges sections follow the new fit
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -392,6 +409,34 @@ def study_recompute(*, study_id: int) -> bool:
 
 _clean = board_rules.json_safe
 
+RECOMPUTE_THREADS = 2
+"""Boards a recompute fits at once (numpy releases the GIL while it draws and solves)."""
+
+
+def _read_aside(read, /, **kwargs) -> Future:
+    """`read(**kwargs)` on a second database connection, in a thread, so that PostgreSQL runs it
+    beside this connection's work; here and now where another connection would not do: on
+    SQLite, or inside a transaction (another connection would not see its writes)."""
+    future: Future = Future()
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        try:
+            future.set_result(read(**kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def run() -> None:
+        try:
+            with _recompute_session():
+                future.set_result(read(**kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        finally:
+            connection.close()  # this thread's own
+
+    threading.Thread(target=run, name="recompute-read", daemon=True).start()
+    return future
+
 
 def _recompute_criterion(study: Study, criterion, *, items: ItemCounts, counts: AnnotatorCounts, additions=None) -> None:
     base = counted_votes(Vote.objects.filter(study=study, criterion=criterion, is_gold=False, annotator__excluded=False), study=study)
@@ -400,19 +445,23 @@ def _recompute_criterion(study: Study, criterion, *, items: ItemCounts, counts: 
     by_prompt = study.bootstrap_unit == Study.BootstrapUnit.PROMPTS
     pairs, likert, binary = _board_counts(items, criterion.pk, [gid for gid, _ in generators], by_prompt=by_prompt)
 
-    bias_rows = _position_bias_rows(counts, criterion.pk)
-    agreement = _agreement(items, criterion.pk)
-
-    categories = {""} | set(pairs) | set(likert) | set(binary)
-    now = timezone.now()
-    keep = []
-    for cat in sorted(categories):
+    def fit(cat: str) -> dict:
         # Category cuts use fewer bootstrap rounds so a study with many categories stays quick.
         rounds = settings.ARENA_BOOTSTRAP_ROUNDS if cat == "" else max(100, settings.ARENA_BOOTSTRAP_ROUNDS // 5)
-        data = _board(
+        return _board(
             generators, n, pairs.get(cat, PairCounts.empty()), likert.get(cat, {}), binary.get(cat, {}), study.both_bad_as_tie,
             rounds, min_votes=study.min_votes_per_generator, by_prompt=by_prompt,
         )
+
+    categories = sorted({""} | set(pairs) | set(likert) | set(binary))
+    with ThreadPoolExecutor(RECOMPUTE_THREADS, thread_name_prefix="recompute-board") as pool:
+        boards = pool.map(fit, categories)  # the overall board, the longest, first
+        bias_rows = _position_bias_rows(counts, criterion.pk)
+        agreement = _agreement(items, criterion.pk)
+        boards = list(boards)
+    now = timezone.now()
+    keep = []
+    for cat, data in zip(categories, boards):
         if cat == "":
             data["position_bias"] = _position_bias(bias_rows)
             data["agreement"] = agreement

@@ -5,12 +5,14 @@ import math
 
 import numpy as np
 import pytest
+from django.db import transaction
 from scipy import stats as sps
 
+from arena import hooks
 from arena.models import Annotator, Generator, Vote
 from arena.voting import vote_record
 from tests.conftest import task_next
-from ratings.models import EloState, LeaderboardResult, RecomputeState
+from ratings.models import AnnotatorQuality, EloState, LeaderboardResult, RecomputeState
 from arena.services import annotator_exclusion_set
 from ratings.services import elo_apply, recompute_claim, study_recompute
 from tests.conftest import GENERATOR_NAMES, api_client_for, client_for
@@ -144,6 +146,32 @@ def test_excluded_annotators_are_left_out_of_every_rating(make_study, django_cap
     state = EloState.objects.get(study=study)
     assert sum(v[1] for v in state.ratings.values()) == 2 * 30
     assert Vote.objects.filter(annotator=spammer).count() == 60  # kept, only left out
+
+
+def _stored(study) -> dict:
+    boards = {r.category: (r.votes_total, r.data) for r in LeaderboardResult.objects.filter(study=study)}
+    return {"boards": boards, "review": AnnotatorQuality.objects.get(study=study).data}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_workers_recompute_stores_the_same_figures_as_one_inside_a_transaction(make_study, monkeypatch):
+    # The worker recomputes in autocommit, where on PostgreSQL the annotators' figures are read on
+    # a second connection while the first aggregates the items; inside a transaction one connection does it all.
+    monkeypatch.setitem(hooks._registry, "vote_committed", lambda **kwargs: None)  # one recompute, run below
+    study = make_study(prompts=6, quota_per_annotator=500, categories={0: "animals", 1: "animals", 2: "cities"})
+    annotators = [Annotator.objects.create() for _ in range(4)]
+    for k in range(120):
+        cast(study, annotators[k % 4], prefer="narwhal-gan", likert=1 + k % 5, binary="good" if k % 3 else "bad")
+    with transaction.atomic():
+        assert study_recompute(study_id=study.pk)
+    inside = _stored(study)
+    assert study_recompute(study_id=study.pk)
+    assert _stored(study) == inside
+    assert set(inside["boards"]) == {"", "animals", "cities"}
+    review = inside["review"]
+    assert sorted(r["votes"] for r in review) == [30, 30, 30, 30]
+    assert all(r["skip"]["n"] == 30 and r["agreement"]["n"] > 0 for r in review)
+    assert inside["boards"][""][1]["generators"][0]["name"] == "narwhal-gan"
 
 
 @pytest.mark.parametrize(
