@@ -323,7 +323,10 @@ def test_the_judges_section_catches_up_with_new_human_votes_at_the_next_recomput
     before = report(study, "fair")
     assert before["pairwise_accuracy"]["value"] is None and before["pairwise_accuracy"]["too_few"]
     assert all(r["human_bt"] is None for r in before["ranking"])
-    human_votes(study, n_annotators=2, per=12)
+    # Tasks come in blocks of 10 of one kind, in an order of each annotator's own: 24 tasks reach
+    # every kind's block, so there are pairwise votes whatever order the annotators drew.
+    human_votes(study, n_annotators=2, per=24)
+    assert Vote.objects.filter(study=study, kind="pairwise").exists()
     study_recompute(study_id=study.pk)
     after = report(study, "fair")
     acc, n = expected_pairwise_accuracy(study, lambda v: int(np.sign(GENERATOR_NAMES.index(v.generator_left.name)
