@@ -145,6 +145,17 @@ def _columns(queryset, width: int) -> list[list]:
     return [[0 if x is None else x for x in c] if None in c else c for c in columns]
 
 
+def row_codes(columns: list[np.ndarray]) -> np.ndarray:
+    """Rows numbered by their values in `columns` (equal rows, equal numbers), densely from 0 in
+    the columns' sort order. Any column types; no overflow however many distinct values."""
+    code = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        values, inverse = np.unique(column, return_inverse=True)
+        _, code = np.unique(code * values.size + inverse.ravel(), return_inverse=True)  # dense again
+        code = code.ravel()
+    return code
+
+
 def _agreement_with_others(items: ItemCounts, sample: list[tuple]) -> dict[int, tuple[int, int]]:
     """annotator id -> (answers matching the others' majority, answers on items others answered).
 
@@ -163,13 +174,8 @@ def _agreement_with_others(items: ItemCounts, sample: list[tuple]) -> dict[int, 
     )
     # Items of the counts and of the sampled answers numbered together (an answer read after
     # the counts may have an item of its own: nobody else answered it then).
-    key = np.zeros(len(v) + len(sample), dtype=np.int64)
-    for column in (np.concatenate([items.kind, kind]), np.concatenate([items.criterion, [r[2] for r in sample]]),
-                   np.concatenate([u0, s_u0]), np.concatenate([u1, s_u1])):
-        values, code = np.unique(column, return_inverse=True)
-        _, key = np.unique(key * values.size + code.ravel(), return_inverse=True)  # dense again: no overflow
-        key = key.ravel()
-    unit = key
+    unit = row_codes([np.concatenate([items.kind, kind]), np.concatenate([items.criterion, [r[2] for r in sample]]),
+                      np.concatenate([u0, s_u0]), np.concatenate([u1, s_u1])])
     counts = np.zeros((unit.max() + 1, ITEM_VALUES), dtype=np.int64)
     np.add.at(counts, (unit[: len(v)], v), items.n)
     others = counts[unit[len(v):]]
@@ -248,7 +254,7 @@ def annotator_counts(*, study: Study) -> AnnotatorCounts:
     votes = counted_votes(Vote.objects.filter(study=study), study=study)
     own = Q(is_gold=False)
     decisive = own & Q(kind=VoteKind.PAIRWISE, choice__in=["left", "right"])
-    rows = list(
+    grouped = (
         votes.annotate(b=F("response_ms") / RESPONSE_BUCKET_MS).values_list("annotator_id", "criterion_id", "b")
         .annotate(
             votes=Count("id", filter=own), gold=Count("id", filter=Q(is_gold=True)),
@@ -257,8 +263,7 @@ def annotator_counts(*, study: Study) -> AnnotatorCounts:
         )
         .order_by()
     )
-    columns = [np.array(c, dtype=np.int64) for c in zip(*rows)] if rows else [np.zeros(0, dtype=np.int64)] * 8
-    return AnnotatorCounts(*columns)
+    return AnnotatorCounts(*(np.array(c, dtype=np.int64) for c in _columns(grouped, 8)))
 
 
 @dataclass(frozen=True)

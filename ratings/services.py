@@ -31,7 +31,7 @@ from . import bradley_terry as bt
 from . import board as board_rules
 from . import stats
 from .elo import elo_step
-from .quality import AnnotatorCounts, ItemCounts, annotator_quality_store, annotator_reads, item_counts
+from .quality import AnnotatorCounts, ItemCounts, annotator_quality_store, annotator_reads, item_counts, row_codes
 from .sampling import bt_standard_errors
 from .models import EloState, LeaderboardResult, RecomputeState
 
@@ -506,11 +506,7 @@ def _sum_by(keys: list[np.ndarray], weights: list[np.ndarray]) -> tuple[list[np.
     their rows). Integer keys and weights."""
     if not keys[0].size:
         return [k[:0] for k in keys], [w[:0] for w in weights]
-    code = np.zeros(keys[0].size, dtype=np.int64)
-    for column in keys:
-        values, inverse = np.unique(column, return_inverse=True)
-        _, code = np.unique(code * values.size + inverse.ravel(), return_inverse=True)  # dense again: no overflow
-        code = code.ravel()
+    code = row_codes(keys)
     distinct, first = np.unique(code, return_index=True)
     return ([k[first] for k in keys],
             [np.bincount(code, weights=w, minlength=distinct.size).astype(np.int64) for w in weights])

@@ -1,5 +1,6 @@
 """Arena's hand-over hooks and the per-process cache."""
 
+import threading
 import time
 
 import pytest
@@ -35,54 +36,50 @@ def test_get_or_set_makes_a_value_once_while_it_is_fresh():
     assert made == [1]
 
 
-def test_one_thread_remakes_an_expired_value_while_the_others_keep_the_old_one(monkeypatch):
-    import threading
+class SlowMaker:
+    """A value maker that says when it has started and finishes when released; `calls` counts its calls."""
 
+    def __init__(self, value):
+        self.value, self.calls = value, []
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __call__(self):
+        self.calls.append(1)
+        self.started.set()
+        self.release.wait(5)
+        return self.value
+
+
+def test_one_thread_remakes_an_expired_value_while_the_others_keep_the_old_one(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
     cache = TTLCache(ttl=10)
     assert cache.get_or_make("index", lambda: "first") == "first"
     now[0] += 11  # expired
-    started, release, makes = threading.Event(), threading.Event(), []
-
-    def slow():
-        makes.append(1)
-        started.set()
-        release.wait(5)
-        return "second"
-
-    maker = threading.Thread(target=lambda: makes.append(cache.get_or_make("index", slow)))
+    slow, got = SlowMaker("second"), []
+    maker = threading.Thread(target=lambda: got.append(cache.get_or_make("index", slow)))
     maker.start()
-    assert started.wait(5)
+    assert slow.started.wait(5)
     # While it is being remade, every other caller gets the previous value at once, none remakes it.
     assert [cache.get_or_make("index", lambda: "never") for _ in range(5)] == ["first"] * 5
-    release.set()
+    slow.release.set()
     maker.join(5)
-    assert makes == [1, "second"] and cache.get_or_make("index", lambda: "never") == "second"
+    assert slow.calls == [1] and got == ["second"] and cache.get_or_make("index", lambda: "never") == "second"
 
 
 def test_callers_wait_for_the_one_making_a_value_that_was_never_there():
-    import threading
-
     cache = TTLCache(ttl=60)
-    started, release, makes, got = threading.Event(), threading.Event(), [], []
-
-    def slow():
-        makes.append(1)
-        started.set()
-        release.wait(5)
-        return "made"
-
+    slow, got = SlowMaker("made"), []
     first = threading.Thread(target=lambda: got.append(cache.get_or_make("k", slow)))
     first.start()
-    assert started.wait(5)
+    assert slow.started.wait(5)
     others = [threading.Thread(target=lambda: got.append(cache.get_or_make("k", slow))) for _ in range(3)]
     for t in others:
         t.start()
-    release.set()
+    slow.release.set()
     for t in [first, *others]:
         t.join(5)
-    assert got == ["made"] * 4 and makes == [1]
+    assert got == ["made"] * 4 and slow.calls == [1]
 
 
 def test_one_call_empties_every_cache():
