@@ -13,6 +13,8 @@ import weakref
 from functools import lru_cache
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import Model, signals
+from django.db.models.base import ModelState
 
 try:
     import psycopg
@@ -83,21 +85,84 @@ def width(model) -> int:
 
 @lru_cache(maxsize=None)
 def _converters(model, vendor: str) -> tuple:
+    """(column index, column, its converters) for each column whose raw value the ORM converts."""
     out = []
-    for f in _fields(model):
+    for i, f in enumerate(_fields(model)):
         col = f.get_col(model._meta.db_table)
         convs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-        out.append((col, tuple(convs)))
+        if convs:
+            out.append((i, col, tuple(convs)))
     return tuple(out)
 
 
+@lru_cache(maxsize=None)
+def _attnames(model) -> tuple:
+    return tuple(f.attname for f in _fields(model))
+
+
+def _plain(model) -> bool:
+    """Whether an instance of `model` can be made without running `Model.__init__` and get the
+    same object: the model keeps Django's own `__init__` and `from_db`, and nothing listens to
+    its init signals (both answers are cached by Django per sender)."""
+    return (model.__init__ is Model.__init__ and model.from_db.__func__ is Model.from_db.__func__
+            and not signals.pre_init.has_listeners(model) and not signals.post_init.has_listeners(model))
+
+
+def _bare(model, values):
+    """`model` with these attribute values in place, as `Model.__init__` leaves one (a fresh
+    `_state`): __init__ sets each field's attribute in turn and sends two signals, a cost paid
+    for every row a round trip reads, which this skips when `_plain(model)`."""
+    obj = model.__new__(model)
+    obj.__dict__.update(values)
+    obj._state = ModelState()
+    return obj
+
+
 def instance(model, values):
-    """A model instance from a row's values for `columns(model, ...)`, as the ORM would load it."""
+    """A model instance from a row's values for `columns(model, ...)`, as the ORM would load it
+    (`Model.from_db`, with each column's converters)."""
     values = list(values)
-    for i, (col, convs) in enumerate(_converters(model, connection.vendor)):
+    for i, col, convs in _converters(model, connection.vendor):
         for conv in convs:
             values[i] = conv(values[i], col, connection)
-    return model.from_db(connection.alias, None, values)
+    if not _plain(model):
+        return model.from_db(connection.alias, None, values)
+    obj = _bare(model, zip(_attnames(model), values))
+    obj._state.adding = False
+    obj._state.db = DEFAULT_DB_ALIAS  # what `connection` stands for
+    return obj
+
+
+def loaded(model, **values):
+    """An instance as the ORM loads one with only these fields (`.only(...)`): `values` by
+    attribute name, the other fields read from the database on first use."""
+    if not _plain(model):
+        names = list(values)
+        return model.from_db(connection.alias, names, [values[n] for n in names])
+    obj = _bare(model, values)
+    obj._state.adding = False
+    obj._state.db = DEFAULT_DB_ALIAS  # what `connection` stands for
+    return obj
+
+
+def new(model, **values):
+    """A new, unsaved instance, as `model(**values)` makes it: `values` by attribute name (a
+    foreign key's `<name>_id`), every other field at its default."""
+    if not _plain(model):
+        return model(**values)
+    given = dict(values)
+    attrs = {f.attname: given.pop(f.attname) if f.attname in given else f.get_default() for f in _fields(model)}
+    if given:
+        raise TypeError(f"{model.__name__} has no field attribute {', '.join(sorted(given))}")
+    return _bare(model, attrs)
+
+
+def related(obj, **objects) -> None:
+    """Give `obj` these related objects (foreign key name -> instance or None) without reading
+    them, as passing them to the model's constructor would."""
+    meta = type(obj)._meta
+    for name, value in objects.items():
+        meta.get_field(name).set_cached_value(obj, value)
 
 
 @lru_cache(maxsize=None)
@@ -130,7 +195,7 @@ def inserted(obj, pk=None) -> None:
     if pk is not None:
         setattr(obj, type(obj)._meta.pk.attname, pk)
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = DEFAULT_DB_ALIAS  # what `connection` stands for
 
 
 @lru_cache(maxsize=None)

@@ -20,7 +20,7 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 
 from . import hooks, questions, rawsql, roles
@@ -87,7 +87,7 @@ class StudyIndex:
         row = self.output_row.get(oid)
         if row is None or row[1] not in self.prompts:
             return None
-        out = Output.from_db(None, ["id", "generator_id", "prompt_id", "image_id"], [oid, *row])
+        out = rawsql.loaded(Output, id=oid, generator_id=row[0], prompt_id=row[1], image_id=row[2])
         out._state.fields_cache["prompt"] = self.prompts[row[1]]
         return out
 
@@ -495,9 +495,28 @@ def task_images(study: Study, a: Assignment) -> list[dict]:
         if oid is None:
             continue
         _, width, height, _ = _shown(study, oid)
-        url = reverse("arena:vote_image", args=[study.slug, a.pk, side])
-        out.append({"side": side, "url": url, "width": width, "height": height})
+        out.append({"side": side, "url": _task_image_url(study.slug, a.pk, side), "width": width, "height": height})
     return out
+
+
+_SOME_TASK = uuid.UUID(int=0)
+
+
+def _task_image_url(slug: str, assignment_id, side: str) -> str:
+    """`reverse("arena:vote_image", ...)`, from its reversed beginning per study: each vote's
+    answer gives three or four of these, and reversing walks the URL patterns each time."""
+    start = _task_image_start(get_script_prefix(), slug)
+    if start is None:
+        return reverse("arena:vote_image", args=[slug, assignment_id, side])
+    return f"{start}{assignment_id}/{side}/"
+
+
+@lru_cache(maxsize=256)
+def _task_image_start(script_prefix: str, slug: str) -> str | None:
+    """What every task image address of the study starts with (None if the pattern no longer
+    ends with the task and the side, when each address is reversed in full)."""
+    url, tail = reverse("arena:vote_image", args=[slug, _SOME_TASK, "left"]), f"{_SOME_TASK}/left/"
+    return url[: -len(tail)] if url.endswith(tail) else None
 
 
 def task_image_path(study: Study, a: Assignment, side: str):
@@ -594,18 +613,20 @@ def _assignment_create(*, study: Study, annotator: Annotator, attempts: int = 8,
 
 def _save_assignment(*, study, annotator, criterion, kind, left: int, right: int | None, item_key: str, gold=None) -> Assignment | None:
     now = timezone.now()
-    a = Assignment(
-        study=study,
-        criterion=criterion,
-        annotator=annotator,
+    a = rawsql.new(
+        Assignment,
+        study_id=study.pk,
+        criterion_id=criterion.pk,
+        annotator_id=annotator.pk,
         kind=kind,
         output_left_id=left,
         output_right_id=right,
         item_key=item_key,
-        gold=gold,
+        gold_id=gold.pk if gold is not None else None,
         served_at=now,
         expires_at=now + timedelta(seconds=settings.ARENA_ASSIGNMENT_TTL_SECONDS),
     )
+    rawsql.related(a, study=study, criterion=criterion, annotator=annotator, gold=gold)
     # The same item just reserved for this annotator (a second tab) is not stored twice; no
     # savepoint is needed, so a failed insert costs no extra round trips inside a transaction.
     return a if rawsql.insert(a, ignore_conflicts=True) else None
@@ -663,10 +684,17 @@ def _item_counts(study: Study, annotator: Annotator, keys: list[str]) -> tuple[d
     if connection.vendor == "postgresql":
         # One index probe per key, whatever the statistics say: with an IN list, a plan made
         # before the table was analyzed reads every assignment of the study and filters them.
-        sql = (f"SELECT k.key, c.n, c.mine, c.answered FROM unnest(%s::varchar[]) AS k(key) CROSS JOIN LATERAL"
+        # The keys travel as one comma-joined text (keys are made of names, digits and colons):
+        # psycopg adapts an array parameter element by element, on every pick.
+        joined = ",".join(keys)
+        if joined.count(",") == len(keys) - 1:
+            listed, param = "string_to_array(%s::text, ',')::varchar[]", joined
+        else:
+            listed, param = "%s::varchar[]", list(keys)
+        sql = (f"SELECT k.key, c.n, c.mine, c.answered FROM unnest({listed}) AS k(key) CROSS JOIN LATERAL"
                f" (SELECT {counted} FROM arena_assignment WHERE study_id = %s AND item_key = k.key) c"
                " WHERE c.mine IS NOT NULL")
-        params = [list(keys), False, now, annotator.pk, False, study.pk]
+        params = [param, False, now, annotator.pk, False, study.pk]
     else:
         sql = (f"SELECT item_key, {counted} FROM arena_assignment"
                f" WHERE study_id = %s AND item_key IN ({', '.join(['%s'] * len(keys))}) GROUP BY item_key")
@@ -967,11 +995,12 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
         score, choice = (None, "") if a.kind == VoteKind.QUESTIONS else _parse_answer(a.kind, answer)
         gen_left = a.output_left.generator_id
         gen_right = a.output_right.generator_id if a.output_right_id else None
-        vote = Vote(
-            assignment=a,
+        vote = rawsql.new(
+            Vote,
+            assignment_id=a.pk,
             study_id=a.study_id,
             criterion_id=a.criterion_id,
-            annotator=annotator,
+            annotator_id=annotator.pk,
             kind=a.kind,
             output_left_id=a.output_left_id,
             output_right_id=a.output_right_id,
@@ -984,6 +1013,7 @@ def vote_record(*, assignment_id, annotator: Annotator, answer: str, study: Stud
             is_gold=a.gold_id is not None,
             gold_correct=_gold_correct(a.gold, a, score, choice) if a.gold_id else None,
         )
+        rawsql.related(vote, assignment=a, annotator=annotator)
         # With reveal after vote, held tasks may be withdrawn below: read where the annotator
         # stands after that, not with the vote.
         held_limit = 1 + serve_ahead if serve_ahead is not None and not a.study.reveal_after_vote else None

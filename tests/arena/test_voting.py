@@ -406,3 +406,29 @@ def test_a_study_on_the_active_sampler_places_a_new_generator_first(make_study, 
         with_newcomer["late-arrival" in names] += 1
     # uniform would pair the newcomer in 4 of 10 pairs (40 %); the active sampler puts it first
     assert with_newcomer[True] >= 24
+
+
+def test_task_image_addresses_are_the_vote_image_urls_under_any_script_prefix(annotator_user, make_study):
+    from django.urls import reverse, set_script_prefix
+
+    from arena.voting import task_images
+
+    study = make_study(kinds=("pairwise", "likert"), block_size=2)
+    annotator = annotator_for_user(annotator_user)
+    tasks = []
+    for _ in range(6):
+        current, _ahead = task_next(study=study, annotator=annotator)
+        tasks.append(current)
+        vote_record(assignment_id=current.pk, annotator=annotator, study=study,
+                    answer={"pairwise": "left", "likert": "3", "binary": "good"}[current.kind])
+    assert {t.kind for t in tasks} == {"pairwise", "likert"}
+    try:
+        for prefix in ("/", "/arena/"):
+            set_script_prefix(prefix)
+            for t in tasks:
+                sides = ["left", "right"] if t.kind == "pairwise" else ["single"]
+                assert [img["url"] for img in task_images(study, t)] == [
+                    reverse("arena:vote_image", args=[study.slug, t.pk, side]) for side in sides]
+                assert all(img["url"].startswith(f"{prefix}vote/{study.slug}/image/{t.pk}/") for img in task_images(study, t))
+    finally:
+        set_script_prefix("/")
