@@ -125,12 +125,7 @@ def instance(model, values):
     for i, col, convs in _converters(model, connection.vendor):
         for conv in convs:
             values[i] = conv(values[i], col, connection)
-    if not _plain(model):
-        return model.from_db(connection.alias, None, values)
-    obj = _bare(model, zip(_attnames(model), values))
-    obj._state.adding = False
-    obj._state.db = DEFAULT_DB_ALIAS  # what `connection` stands for
-    return obj
+    return loaded(model, **dict(zip(_attnames(model), values)))
 
 
 def loaded(model, **values):
@@ -138,7 +133,7 @@ def loaded(model, **values):
     attribute name, the other fields read from the database on first use."""
     if not _plain(model):
         names = list(values)
-        return model.from_db(connection.alias, names, [values[n] for n in names])
+        return model.from_db(DEFAULT_DB_ALIAS, names, [values[n] for n in names])
     obj = _bare(model, values)
     obj._state.adding = False
     obj._state.db = DEFAULT_DB_ALIAS  # what `connection` stands for
