@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -382,12 +382,17 @@ def study_recompute(*, study_id: int) -> bool:
             additions = hooks.call("board_additions", study=study, default=None)
             # One aggregation over every vote each, shared by the boards and the annotator review:
             # the item counts here, the annotators' on a second connection meanwhile where one can be used.
-            aside = _read_aside(annotator_reads, study=study)
+            aside = _aside(annotator_reads, study=study)
             items = item_counts(study=study)
             counts, answers = aside.result()
-            for criterion in study.criteria.all():
-                _recompute_criterion(study, criterion, additions=additions, items=items, counts=counts)
-            annotator_quality_store(study=study, items=items, counts=counts, answers=answers)
+            # The annotator review is stored meanwhile, on the second connection.
+            review = _aside(annotator_quality_store, study=study, items=items, counts=counts, answers=answers)
+            try:
+                for criterion in study.criteria.all():
+                    _recompute_criterion(study, criterion, additions=additions, items=items, counts=counts)
+            finally:
+                wait([review])  # a failed board still waits for the review it started
+            review.result()
             hooks.call("study_recomputed", study=study)  # e.g. the judges sections follow the new fit
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -413,14 +418,14 @@ RECOMPUTE_THREADS = 2
 """Boards a recompute fits at once (numpy releases the GIL while it draws and solves)."""
 
 
-def _read_aside(read, /, **kwargs) -> Future:
-    """`read(**kwargs)` on a second database connection, in a thread, so that PostgreSQL runs it
-    beside this connection's work; here and now where another connection would not do: on
-    SQLite, or inside a transaction (another connection would not see its writes)."""
+def _aside(work, /, **kwargs) -> Future:
+    """`work(**kwargs)` on a second database connection, in a thread, so that it runs beside this
+    connection's work; here and now where another connection would not do: on SQLite, or inside
+    a transaction (another connection would not see its writes, nor this one the other's)."""
     future: Future = Future()
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         try:
-            future.set_result(read(**kwargs))
+            future.set_result(work(**kwargs))
         except Exception as exc:
             future.set_exception(exc)
         return future
@@ -428,7 +433,7 @@ def _read_aside(read, /, **kwargs) -> Future:
     def run() -> None:
         try:
             with _recompute_session():
-                future.set_result(read(**kwargs))
+                future.set_result(work(**kwargs))
         except BaseException as exc:
             future.set_exception(exc)
         finally:
@@ -468,11 +473,12 @@ def _recompute_criterion(study: Study, criterion, *, items: ItemCounts, counts: 
             needed = _votes_needed(data)
             data["votes_needed"] = needed["value"]
             data["votes_needed_status"] = needed["status"]
-            if additions is not None:
-                data.update(additions(criterion=criterion, board=_clean(data), base=base))
+        stored = _clean(data)
+        if cat == "" and additions is not None:
+            stored.update(_clean(additions(criterion=criterion, board=stored, base=base)))
         LeaderboardResult.objects.update_or_create(
             study=study, criterion=criterion, category=cat,
-            defaults={"computed_at": now, "votes_total": data["votes_total"], "data": _clean(data)},
+            defaults={"computed_at": now, "votes_total": data["votes_total"], "data": stored},
         )
         keep.append(cat)
     LeaderboardResult.objects.filter(study=study, criterion=criterion).exclude(category__in=keep).delete()

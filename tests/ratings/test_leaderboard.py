@@ -2,6 +2,7 @@
 recompute, exclusions, pages and the JSON API."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -172,6 +173,39 @@ def test_the_workers_recompute_stores_the_same_figures_as_one_inside_a_transacti
     assert sorted(r["votes"] for r in review) == [30, 30, 30, 30]
     assert all(r["skip"]["n"] == 30 and r["agreement"]["n"] > 0 for r in review)
     assert inside["boards"][""][1]["generators"][0]["name"] == "narwhal-gan"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_board_is_recorded_after_the_review_stored_beside_it_has_finished(make_study, monkeypatch):
+    # The worker stores the annotator review on a second connection while it fits the boards.
+    from ratings import services
+
+    monkeypatch.setitem(hooks._registry, "vote_committed", lambda **kwargs: None)
+    study = make_study(prompts=4, quota_per_annotator=500)
+    annotators = [Annotator.objects.create() for _ in range(3)]
+    for k in range(30):
+        cast(study, annotators[k % 3])
+    stored = services.annotator_quality_store
+    order = []
+
+    def slow_review(**kwargs):
+        time.sleep(0.5)
+        result = stored(**kwargs)
+        order.append("review stored")
+        return result
+
+    def failing_board(*args, **kwargs):
+        raise RuntimeError("the fit diverged")
+
+    monkeypatch.setattr(services, "annotator_quality_store", slow_review)
+    monkeypatch.setattr(services, "_recompute_criterion", failing_board)
+    with pytest.raises(RuntimeError, match="the fit diverged"):
+        study_recompute(study_id=study.pk)
+    state = RecomputeState.objects.get(study=study)
+    assert order == ["review stored"]  # finished before the run was released
+    assert not state.running and state.last_error == "RuntimeError: the fit diverged"
+    assert sorted(r["votes"] for r in AnnotatorQuality.objects.get(study=study).data) == [10, 10, 10]
+    assert not LeaderboardResult.objects.filter(study=study).exists()
 
 
 @pytest.mark.parametrize(
