@@ -122,9 +122,10 @@ def instance(model, values):
     """A model instance from a row's values for `columns(model, ...)`, as the ORM would load it
     (`Model.from_db`, with each column's converters)."""
     values = list(values)
-    for i, col, convs in _converters(model, connection.vendor):
+    conn = connections[DEFAULT_DB_ALIAS]  # looked up once, not per value (a thread-local lookup each)
+    for i, col, convs in _converters(model, conn.vendor):
         for conv in convs:
-            values[i] = conv(values[i], col, connection)
+            values[i] = conv(values[i], col, conn)
     return loaded(model, **dict(zip(_attnames(model), values)))
 
 
@@ -177,12 +178,17 @@ def _insert_sql(model, ignore_conflicts: bool, vendor: str) -> tuple[str, tuple,
 def insert_values(obj) -> tuple[str, list]:
     """The quoted columns of an INSERT of `obj` (its auto primary key left out) and their values,
     as `insert` computes them: for statements that insert inside a larger one."""
-    sql, fields, auto = _insert_sql(type(obj), False, connection.vendor)
-    return ", ".join(q(f.column) for f in fields), _save_values(obj, fields)
+    conn = connections[DEFAULT_DB_ALIAS]
+    return _insert_columns(type(obj), conn.vendor), _save_values(obj, _insert_sql(type(obj), False, conn.vendor)[1], conn)
 
 
-def _save_values(obj, fields) -> list:
-    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+@lru_cache(maxsize=None)
+def _insert_columns(model, vendor: str) -> str:
+    return ", ".join(q(f.column) for f in _insert_sql(model, False, vendor)[1])
+
+
+def _save_values(obj, fields, conn) -> list:
+    return [f.get_db_prep_save(f.pre_save(obj, True), conn) for f in fields]
 
 
 def inserted(obj, pk=None) -> None:
@@ -212,9 +218,10 @@ def insert(obj, *, ignore_conflicts: bool = False) -> bool:
     returned. An auto primary key is read back into the instance.
     """
     model = type(obj)
-    sql, fields, auto = _insert_sql(model, ignore_conflicts, connection.vendor)
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql, fields, auto = _insert_sql(model, ignore_conflicts, conn.vendor)
     with cursor() as cur:
-        cur.execute(sql, _save_values(obj, fields))
+        cur.execute(sql, _save_values(obj, fields, conn))
         row = cur.fetchone() if auto else None
         if (auto and row is None) or (not auto and cur.rowcount == 0):
             return False
@@ -224,7 +231,7 @@ def insert(obj, *, ignore_conflicts: bool = False) -> bool:
 
 def prep(model, field_name: str, value):
     """A value for a parameter compared with `model.field_name`, adapted as the ORM adapts it."""
-    return model._meta.get_field(field_name).get_db_prep_value(value, connection)
+    return model._meta.get_field(field_name).get_db_prep_value(value, connections[DEFAULT_DB_ALIAS])
 
 
 def value_reader(model, field_name: str):
