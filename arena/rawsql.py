@@ -35,10 +35,17 @@ if psycopg is not None:
 _generic: weakref.WeakSet = weakref.WeakSet()
 
 
+def _conn():
+    """The thread's database connection (what `connection` stands for), looked up once by the
+    caller: every use of the `connection` proxy is a thread-local lookup, and converting or
+    adapting a row's values would otherwise pay one per value."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 def cursor():
     """A cursor for the fixed statements: prepared on PostgreSQL with psycopg 3, Django's own cursor
     elsewhere. Either way it is Django's cursor wrapper, so execute wrappers still see them."""
-    conn = connections[DEFAULT_DB_ALIAS]  # the thread's connection, looked up once
+    conn = _conn()
     if psycopg is None or conn.vendor != "postgresql" or conn.queries_logged:
         # Elsewhere, and while queries are logged (DEBUG, tests capturing them), the statements
         # run unprepared, so the log shows them with their values.
@@ -122,7 +129,7 @@ def instance(model, values):
     """A model instance from a row's values for `columns(model, ...)`, as the ORM would load it
     (`Model.from_db`, with each column's converters)."""
     values = list(values)
-    conn = connections[DEFAULT_DB_ALIAS]  # looked up once, not per value (a thread-local lookup each)
+    conn = _conn()
     for i, col, convs in _converters(model, conn.vendor):
         for conv in convs:
             values[i] = conv(values[i], col, conn)
@@ -136,8 +143,7 @@ def loaded(model, **values):
         names = list(values)
         return model.from_db(DEFAULT_DB_ALIAS, names, [values[n] for n in names])
     obj = _bare(model, values)
-    obj._state.adding = False
-    obj._state.db = DEFAULT_DB_ALIAS  # what `connection` stands for
+    inserted(obj)
     return obj
 
 
@@ -178,7 +184,7 @@ def _insert_sql(model, ignore_conflicts: bool, vendor: str) -> tuple[str, tuple,
 def insert_values(obj) -> tuple[str, list]:
     """The quoted columns of an INSERT of `obj` (its auto primary key left out) and their values,
     as `insert` computes them: for statements that insert inside a larger one."""
-    conn = connections[DEFAULT_DB_ALIAS]
+    conn = _conn()
     return _insert_columns(type(obj), conn.vendor), _save_values(obj, _insert_sql(type(obj), False, conn.vendor)[1], conn)
 
 
@@ -192,7 +198,7 @@ def _save_values(obj, fields, conn) -> list:
 
 
 def inserted(obj, pk=None) -> None:
-    """Mark `obj` as stored (with its new primary key), as `save()` would."""
+    """Mark `obj` as stored (with its new primary key, if given), as `save()` or loading would."""
     if pk is not None:
         setattr(obj, type(obj)._meta.pk.attname, pk)
     obj._state.adding = False
@@ -218,7 +224,7 @@ def insert(obj, *, ignore_conflicts: bool = False) -> bool:
     returned. An auto primary key is read back into the instance.
     """
     model = type(obj)
-    conn = connections[DEFAULT_DB_ALIAS]
+    conn = _conn()
     sql, fields, auto = _insert_sql(model, ignore_conflicts, conn.vendor)
     with cursor() as cur:
         cur.execute(sql, _save_values(obj, fields, conn))
@@ -231,7 +237,7 @@ def insert(obj, *, ignore_conflicts: bool = False) -> bool:
 
 def prep(model, field_name: str, value):
     """A value for a parameter compared with `model.field_name`, adapted as the ORM adapts it."""
-    return model._meta.get_field(field_name).get_db_prep_value(value, connections[DEFAULT_DB_ALIAS])
+    return model._meta.get_field(field_name).get_db_prep_value(value, _conn())
 
 
 def value_reader(model, field_name: str):

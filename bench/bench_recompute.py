@@ -135,7 +135,7 @@ def main() -> None:
     naive = time.perf_counter() - t0
 
     # The whole recompute the worker runs, three times (the first also pays for what a worker
-    # does once: lazy imports, a thread pool's first threads); the median is the figure.
+    # does once, such as lazy imports); the median is the figure.
     runs = []
     for _ in range(3):
         t0 = time.perf_counter()
