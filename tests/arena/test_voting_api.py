@@ -63,3 +63,17 @@ def test_a_scripts_image_addresses_work_with_its_token_and_nobody_elses(make_stu
     stranger = django_user_model.objects.create_user("sam", password="pw-sam-12345")
     stranger.groups.add(Group.objects.get(name="annotator"))
     assert all(api_client_for(stranger).get(u).status_code == 404 for u in urls)
+
+
+def test_a_vote_nested_too_deeply_for_the_json_decoder_is_refused_with_a_parse_error(annotator_user, make_study):
+    study = make_study()
+    c = api_client_for(annotator_user)
+    task = c.get(f"/api/studies/{study.slug}/next-task/").json()["task"]
+    for nested in ("[" * 5000 + "]" * 5000, '{"0": ' * 5000 + '"yes"' + "}" * 5000):
+        body = f'{{"assignment": "{task["assignment"]}", "answer": {nested}}}'
+        res = c.post(f"/api/studies/{study.slug}/votes/", body, content_type="application/json")
+        assert res.status_code == 400
+        assert res.json()["detail"] == "JSON parse error - nested too deeply"
+    assert not Vote.objects.exists()
+    res = c.post(f"/api/studies/{study.slug}/votes/", {"assignment": task["assignment"], "answer": "skip"}, format="json")
+    assert res.status_code == 200 and res.json()["skipped"]  # the task was left as it was
