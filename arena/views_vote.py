@@ -193,7 +193,8 @@ def vote_image(request, slug: str, assignment, side: str):
     path = task_image_path(study, a, side) if a is not None else None
     if path is None or not path.is_file():
         raise Http404("no such image")
-    response = FileResponse(open(path, "rb"), content_type="image/webp")
+    # Named by its side, as the address is: FileResponse would name it by the rendition's file.
+    response = FileResponse(open(path, "rb"), content_type="image/webp", filename=f"{side}.webp")
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

@@ -153,6 +153,7 @@ def test_an_annotator_can_reach_nothing_that_names_a_generator(tmp_path, annotat
         assert client_for(None).get(url).status_code == 404  # not for anyone else
         res = web.get(url)
         assert res.status_code == 200 and res["Content-Type"] == "image/webp" and "private" in res["Cache-Control"]
+        assert res["Content-Disposition"] == f'inline; filename="{found.group(2)}.webp"'  # no file name of the image's
         data = b"".join(res.streaming_content)
         for name in SECRET.values():
             assert name.encode() not in data.lower()
