@@ -88,14 +88,21 @@ def test_the_board_counts_hallucinations_and_misses_as_people_answered(make_stud
     # VQAScore's stored answers, P(yes) drawn here; one output was never scored.
     outputs = {o.pk: o for o in Output.objects.exclude(prompt__questions=[]).select_related("prompt", "generator")}
     unscored = min(oid for (oid, _), v in cast.items() if 2 * sum(v) != len(v))  # one with a decided question
+    probs = {oid: [rng.choice([0.05, 0.3, 0.49, 0.51, 0.8, 0.97]) for _ in o.prompt.questions]
+             for oid, o in outputs.items() if oid != unscored}
+    # Whichever tasks the sampler served, the model disagrees with people both ways somewhere and
+    # agrees somewhere: a question people said no to it says yes to, one people said yes to it
+    # says no to, and one where it says what people said.
+    said = sorted((2 * sum(v) > len(v), key) for key, v in cast.items() if 2 * sum(v) != len(v) and key[0] in probs)
+    no, yes = [key for y, key in said if not y], [key for y, key in said if y]
+    for (oid, i), p in ((no[0], 0.97), (yes[0], 0.05), (yes[1], 0.97) if len(yes) > 1 else (no[1], 0.05)):
+        probs[oid][i] = p
     model = {}
-    for oid, o in outputs.items():
-        if oid == unscored:
-            continue
-        probs = [rng.choice([0.05, 0.3, 0.49, 0.51, 0.8, 0.97]) for _ in o.prompt.questions]
+    for oid, ps in probs.items():
+        o = outputs[oid]
         OutputScore.objects.create(output=o, scorer="vqa", model_id="vqa:test", value=0.5, details={
-            "questions": [{"question": q, "p_yes": p} for q, p in zip(o.prompt.questions, probs)], "yes_share": 0.5})
-        model.update({(oid, i): p > 0.5 for i, p in enumerate(probs)})
+            "questions": [{"question": q, "p_yes": p} for q, p in zip(o.prompt.questions, ps)], "yes_share": 0.5})
+        model.update({(oid, i): p > 0.5 for i, p in enumerate(ps)})
     # A judge's answers, as its selector would give them.
     judge = {key: rng.random() < 0.5 for key in cast if key[0] % 2 == 0}
     import judging.selectors
